@@ -1,0 +1,34 @@
+"""What every command shares: the settings, the store, the consoles."""
+
+from __future__ import annotations
+
+__all__ = ["console", "console_err", "settings", "state", "store"]
+
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from auditor.config import Settings, load_settings
+from auditor.store import Store, open_store
+
+console = Console()
+console_err = Console(stderr=True)
+
+
+@dataclass
+class _State:
+    config_path: str | None = None
+    _settings: Settings | None = None
+
+
+state = _State()
+
+
+def settings() -> Settings:
+    if state._settings is None:
+        state._settings = load_settings(state.config_path)
+    return state._settings
+
+
+def store() -> Store:
+    return open_store(settings())

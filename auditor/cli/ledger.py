@@ -1,0 +1,64 @@
+"""``auditor import`` and ``auditor verify --ledger``: evidence in, evidence checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from sqlalchemy import select
+
+from auditor.cli._common import console, settings, store
+from auditor.errors import AuditorError
+from auditor.importer import import_jsonl
+from auditor.store import ledger, sync_endpoints
+from auditor.store.models import Endpoint
+
+
+def import_(
+    file: Path = typer.Argument(..., help="JSONL file: one response per line."),
+    endpoint: str = typer.Option(..., "--endpoint", "-e", help="Endpoint the responses came from."),
+) -> None:
+    """Load responses collected elsewhere, validated and chained like probed ones."""
+    s = settings()
+    st = store()
+    try:
+        with st.session() as session:
+            sync_endpoints(session, s)
+            ep = session.scalars(select(Endpoint).where(Endpoint.name == endpoint)).first()
+            if ep is None:
+                s.endpoint(endpoint)  # raises with the known names
+            assert ep is not None
+            result = import_jsonl(session, ep, file)
+    finally:
+        st.close()
+    console.print(f"imported {result.imported} response(s) into cycle {result.cycle_id}; "
+                  f"{result.skipped} already present")
+
+
+def verify(
+    bundle: Path = typer.Argument(None, help="A report bundle directory or zip to check."),
+    check_ledger: bool = typer.Option(False, "--ledger", help="Recompute the response hash chain."),
+) -> None:
+    """Check the ledger (--ledger) or a report bundle; names the first thing that fails."""
+    if bundle is not None:
+        from auditor.bundle import verify_bundle  # the report stage
+
+        verify_bundle(bundle)
+        return
+    if not check_ledger:
+        raise AuditorError("nothing to verify", [])
+    st = store()
+    try:
+        with st.session() as session:
+            result = ledger.verify(session)
+    finally:
+        st.close()
+    if not result.ok:
+        console.print(f"[bold red]FAILED[/]: {result.broken}")
+        raise typer.Exit(1)
+    console.print(f"[green]ledger ok[/]: {result.rows} responses, head {result.head}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_)
+    app.command("verify")(verify)

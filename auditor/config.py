@@ -1,0 +1,384 @@
+"""Settings: ``auditor.toml`` plus environment overrides, validated into typed objects.
+
+Where the file comes from, first match wins: ``--config PATH``, ``$AUDITOR_CONFIG``,
+``./auditor.toml``. With none of them, the defaults apply (SQLite under ``var/``, no
+endpoints). Environment variables override file values: ``AUDITOR_DATABASE_URL``,
+``AUDITOR_CANARIES_DIR``, ``AUDITOR_REPORTS_DIR``, ``AUDITOR_LOG_LEVEL``, and any nested
+key as ``AUDITOR_<SECTION>__<KEY>`` (for example ``AUDITOR_DAEMON__METRICS_PORT=0``).
+
+API keys are never in the file: an endpoint names the environment variable that holds
+its key (``api_key_env``) and the key is read from there only when a request is made.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Decoding",
+    "Endpoint",
+    "Limits",
+    "Schedule",
+    "Settings",
+    "config_path",
+    "load_settings",
+]
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from auditor.canonical import canonical_json, sha256_hex
+from auditor.errors import AuditorError, Problem
+
+ENV_PREFIX = "AUDITOR_"
+DEFAULT_FILE = "auditor.toml"
+
+Provider = Literal["openai", "anthropic", "http"]
+Role = Literal["protected", "control", "suspect"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"1d"`` or a number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 6h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(_Strict):
+    """When an endpoint's probe cycle fires: a cron expression or a fixed interval."""
+
+    cron: str | None = None
+    interval: str | None = None
+    jitter_seconds: float = Field(default=0.0, ge=0)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_duration(cls, v: str | None) -> str | None:
+        if v is not None and parse_duration(v) <= 0:
+            raise ValueError("interval must be positive")
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_has_five_fields(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError(
+                f"cron {v!r} must have five fields: minute hour day month weekday, e.g. '0 3 * * *'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if self.cron and self.interval:
+            raise ValueError("give either cron or interval, not both")
+        return self
+
+    @property
+    def interval_seconds(self) -> float | None:
+        return parse_duration(self.interval) if self.interval else None
+
+
+class Limits(_Strict):
+    """What we may spend on one endpoint: rate, concurrency, time and money."""
+
+    requests_per_minute: float = Field(default=60.0, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=1024)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    daily_budget_usd: float | None = Field(default=None, ge=0)
+    price_per_million_input_tokens: float = Field(default=0.0, ge=0)
+    price_per_million_output_tokens: float = Field(default=0.0, ge=0)
+
+
+class Decoding(_Strict):
+    """Sampling parameters sent with every request; a canary may override them."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int = Field(default=512, ge=1)
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class HttpTemplate(_Strict):
+    """For ``provider = "http"`` speaking a custom JSON API instead of OpenAI's."""
+
+    path: str = "/chat/completions"
+    request_template: dict[str, Any] | None = None
+    response_path: str = "choices.0.message.content"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Endpoint(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    provider: Provider
+    model: str = Field(min_length=1)
+    role: Role
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    schedule: Schedule = Field(default_factory=lambda: Schedule(interval="24h"))
+    limits: Limits = Field(default_factory=Limits)
+    decoding: Decoding = Field(default_factory=Decoding)
+    http: HttpTemplate | None = None
+    logprobs: bool = False
+    enabled: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError(f"base_url {v!r} must start with http:// or https://")
+        return v
+
+    def api_key(self) -> str | None:
+        """The key from the named environment variable, read only when needed."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise AuditorError(
+                f"endpoint {self.name!r}: environment variable {self.api_key_env} is not set",
+                [Problem(
+                    "its API key is read from the environment only",
+                    fix=f"export {self.api_key_env}=... before starting the auditor",
+                )],
+            )
+        return key
+
+    def config_hash(self) -> str:
+        """SHA-256 of the endpoint's settings: names the variable, never holds a key."""
+        return sha256_hex(canonical_json(self.model_dump(mode="json")))
+
+
+class Daemon(_Strict):
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    lease_seconds: float = Field(default=120.0, gt=0)
+    misfire_grace_seconds: float = Field(default=3600.0, gt=0)
+    analyze_after_cycle: bool = True
+    watch_files: bool = True
+
+
+class Analysis(_Strict):
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    seed: int = 0
+    min_controls: int = Field(default=3, ge=2)
+
+
+class Webhook(_Strict):
+    url: str
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    max_retries: int = Field(default=5, ge=0)
+
+
+class Alerts(_Strict):
+    log: bool = True
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+
+class Signing(_Strict):
+    key_path: str = "var/keys/signing.pem"
+
+
+class Timestamp(_Strict):
+    url: str | None = None
+    timeout_seconds: float = 30.0
+
+
+class Settings(_Strict):
+    database_url: str = "sqlite:///var/auditor.db"
+    canaries_dir: str = "canaries"
+    reports_dir: str = "var/reports"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    daemon: Daemon = Field(default_factory=Daemon)
+    analysis: Analysis = Field(default_factory=Analysis)
+    alerts: Alerts = Field(default_factory=Alerts)
+    signing: Signing = Field(default_factory=Signing)
+    timestamp: Timestamp = Field(default_factory=Timestamp)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    source: str | None = Field(default=None, exclude=True)
+    base_dir: str = Field(default=".", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for ep in self.endpoints:
+            if ep.name in seen:
+                raise ValueError(f"endpoint name {ep.name!r} is used twice; names must be unique")
+            seen.add(ep.name)
+        return self
+
+    def endpoint(self, name: str) -> Endpoint:
+        for ep in self.endpoints:
+            if ep.name == name:
+                return ep
+        known = ", ".join(ep.name for ep in self.endpoints) or "none configured"
+        raise AuditorError(f"no endpoint named {name!r} in the config (known: {known})")
+
+    def by_role(self, role: Role) -> list[Endpoint]:
+        return [ep for ep in self.endpoints if ep.role == role and ep.enabled]
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative ones taken from the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def canaries_path(self) -> Path:
+        return self.path(self.canaries_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        return self.path(self.reports_dir)
+
+    def resolved_database_url(self) -> str:
+        """SQLite URLs with a relative path are taken from the config file's folder."""
+        prefix = "sqlite:///"
+        url = self.database_url
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(self.path(rest).resolve())
+        return url
+
+    def config_hash(self) -> str:
+        """SHA-256 of the effective settings (no secrets: the config holds none)."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = _redact_url(self.database_url)
+        return sha256_hex(canonical_json(data))
+
+
+def _redact_url(url: str) -> str:
+    """Drops a password from a database URL before it is hashed, logged or shown."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The config file to read, or None when the defaults apply."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_PREFIX + "CONFIG")
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_FILE)
+    return default if default.exists() else None
+
+
+def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
+    sections = {name for name, f in Settings.model_fields.items() if name != "endpoints"}
+    for key, value in os.environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        if parts[0] not in sections or parts[0] in {"source", "base_dir"}:
+            continue
+        target = data
+        for part in parts[:-1]:
+            existing = target.get(part)
+            if not isinstance(existing, dict):
+                existing = {}
+                target[part] = existing
+            target = existing
+        target[parts[-1]] = value
+    return data
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of the key a validation error points at."""
+    keys = [str(p) for p in loc if isinstance(p, str)]
+    if not keys:
+        return None
+    # Walk the file: find the section header of the parent, then the key below it.
+    lines = text.splitlines()
+    leaf = keys[-1]
+    index = [p for p in loc if isinstance(p, int)]
+    start = 0
+    if keys[0] == "endpoints" and index:
+        seen = -1
+        for i, line in enumerate(lines):
+            if line.strip() == "[[endpoints]]":
+                seen += 1
+                if seen == index[0]:
+                    start = i
+                    break
+    for i in range(start, len(lines)):
+        if re.match(rf"^\s*{re.escape(leaf)}\s*=", lines[i]) or lines[i].strip() in (
+            f"[{'.'.join(keys)}]",
+            f"[endpoints.{leaf}]",
+        ):
+            return i + 1
+    return start + 1 if start else None
+
+
+def _problems(exc: ValidationError, file: str | None, text: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err["loc"]
+        key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            fix = "remove it or check its spelling against auditor.example.toml"
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            fix = "add it; see auditor.example.toml"
+        else:
+            fix = "see auditor.example.toml for valid values"
+        line = _line_of(text, loc) if file else None
+        problems.append(Problem(f"{key or 'config'}: {msg}", file=file, line=line, fix=fix))
+    return problems
+
+
+def load_settings(explicit: str | Path | None = None) -> Settings:
+    """Reads, merges and validates the settings; raises AuditorError naming every problem."""
+    path = config_path(explicit)
+    data: dict[str, Any] = {}
+    text = ""
+    shown: str | None = None
+    base_dir = Path.cwd()
+    if path is not None:
+        shown = str(path)
+        if not path.exists():
+            raise AuditorError(
+                f"config file {shown} does not exist",
+                [Problem("not found", file=shown,
+                         fix="copy auditor.example.toml to auditor.toml or pass --config PATH")],
+            )
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"line (\d+)", str(exc))
+            raise AuditorError(
+                f"config file {shown} is not valid TOML",
+                [Problem(str(exc), file=shown, line=int(line.group(1)) if line else None,
+                         fix="correct the TOML syntax at that line")],
+            ) from None
+        base_dir = path.resolve().parent
+    data = _env_overrides(data)
+    data["source"] = shown
+    data["base_dir"] = str(base_dir)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise AuditorError(
+            f"config {shown or '(defaults and environment)'} is invalid",
+            _problems(exc, shown, text),
+        ) from None

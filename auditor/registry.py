@@ -1,0 +1,316 @@
+"""The canary registry: YAML files under ``canaries/``, validated, versioned, committed.
+
+A file holds one canary (a mapping with an ``id``), a list of canaries, or a mapping
+with a ``canaries:`` list. Loading checks every file and reports every problem at once,
+each with its file and line. Syncing writes a new canary version only when a canary's
+content changed; committing stores a Merkle root over salted commitments.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LoadedCanary",
+    "Registry",
+    "UnsealedCanary",
+    "commit_registry",
+    "live_versions",
+    "load_registry",
+    "sync_registry",
+    "unseal",
+]
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from auditor.canary import Canary, canonical_content, content_hash
+from auditor.canonical import canonical_json
+from auditor.errors import AuditorError, Problem
+from auditor.merkle import commitment, inclusion_proof, merkle_root, verify_inclusion
+from auditor.store.models import CanaryVersion, RegistryCommit, utcnow
+
+
+@dataclass(frozen=True)
+class LoadedCanary:
+    canary: Canary
+    file: str
+    line: int
+
+
+@dataclass
+class Registry:
+    canaries: list[LoadedCanary] = field(default_factory=list)
+
+    def ids(self) -> list[str]:
+        return [c.canary.id for c in self.canaries]
+
+    def get(self, canary_id: str) -> Canary:
+        for c in self.canaries:
+            if c.canary.id == canary_id:
+                return c.canary
+        raise AuditorError(f"no canary with id {canary_id!r} in the registry")
+
+
+class _Nodes:
+    """YAML nodes with their line numbers, turned into plain Python values."""
+
+    @staticmethod
+    def line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
+        """Line (1-based) of the deepest node ``loc`` reaches inside ``node``."""
+        current = node
+        for part in loc:
+            if isinstance(current, yaml.MappingNode):
+                nxt = None
+                for k, v in current.value:
+                    if getattr(k, "value", None) == part:
+                        nxt = v if not isinstance(v, yaml.ScalarNode) else k
+                        break
+                if nxt is None:
+                    break
+                current = nxt
+            elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(current.value):
+                    break
+                current = current.value[part]
+            else:
+                break
+        return current.start_mark.line + 1
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _canary_nodes(doc: yaml.Node, file: str, problems: list[Problem]) -> list[yaml.Node]:
+    if isinstance(doc, yaml.SequenceNode):
+        return list(doc.value)
+    if isinstance(doc, yaml.MappingNode):
+        keys = {getattr(k, "value", None): v for k, v in doc.value}
+        if "canaries" in keys:
+            extra = set(keys) - {"canaries"}
+            if extra:
+                problems.append(Problem(
+                    f"unknown top-level key(s) {sorted(extra)}", file, doc.start_mark.line + 1,
+                    "a file holds `canaries:` (a list) and nothing else"))
+            seq = keys["canaries"]
+            if not isinstance(seq, yaml.SequenceNode):
+                problems.append(Problem("`canaries` must be a list", file, seq.start_mark.line + 1,
+                                        "write each canary as a `- id: ...` item"))
+                return []
+            return list(seq.value)
+        return [doc]
+    problems.append(Problem("expected a canary mapping or a list of canaries", file,
+                            doc.start_mark.line + 1, "see canaries/README.md"))
+    return []
+
+
+def _load_file(path: Path, shown: str, problems: list[Problem]) -> list[LoadedCanary]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(f"cannot read: {exc}", shown, fix="make it a UTF-8 text file"))
+        return []
+    try:
+        docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.append(Problem(f"not valid YAML: {getattr(exc, 'problem', exc)}", shown,
+                                mark.line + 1 if mark else None, "fix the YAML syntax there"))
+        return []
+    out: list[LoadedCanary] = []
+    for doc in docs:
+        for node in _canary_nodes(doc, shown, problems):
+            line = node.start_mark.line + 1
+            try:
+                data = _construct(node)
+            except yaml.YAMLError as exc:
+                problems.append(Problem(f"cannot read canary: {exc}", shown, line))
+                continue
+            if not isinstance(data, dict):
+                problems.append(Problem("a canary must be a mapping with `id`, `kind`, `prompt`",
+                                        shown, line))
+                continue
+            try:
+                canary = Canary.model_validate(data)
+            except ValidationError as exc:
+                cid = data.get("id", "?")
+                for err in exc.errors():
+                    loc = tuple(err["loc"])
+                    where = ".".join(str(p) for p in loc) or "canary"
+                    msg = err["msg"].removeprefix("Value error, ")
+                    fix = {
+                        "extra_forbidden": "remove the key or correct its spelling",
+                        "missing": "add it",
+                        "literal_error": "use one of the allowed values",
+                    }.get(err["type"])
+                    if err["type"] == "extra_forbidden":
+                        msg = "unknown key"
+                    problems.append(Problem(f"canary {cid!r}: {where}: {msg}", shown,
+                                            _Nodes.line_of(node, loc), fix))
+                continue
+            out.append(LoadedCanary(canary, shown, line))
+    return out
+
+
+def load_registry(directory: str | Path) -> Registry:
+    """Loads and validates every ``*.yaml``/``*.yml`` file; raises with every problem found."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise AuditorError(f"canaries directory {root} does not exist",
+                           [Problem("not a directory", str(root),
+                                    fix="create it or set canaries_dir / AUDITOR_CANARIES_DIR")])
+    problems: list[Problem] = []
+    loaded: list[LoadedCanary] = []
+    files = sorted(p for p in root.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
+    for path in files:
+        loaded.extend(_load_file(path, str(path), problems))
+    first: dict[str, LoadedCanary] = {}
+    for item in loaded:
+        cid = item.canary.id
+        if cid in first:
+            prev = first[cid]
+            problems.append(Problem(f"duplicate canary id {cid!r} (first at {prev.file}:{prev.line})",
+                                    item.file, item.line, "give each canary a unique id"))
+        else:
+            first[cid] = item
+    if problems:
+        raise AuditorError(f"canary registry {root} has {len(problems)} problem(s)", problems)
+    return Registry(sorted(first.values(), key=lambda c: c.canary.id))
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    created: list[str]
+    retired: list[str]
+    unchanged: int
+
+
+def live_versions(session: Session) -> list[CanaryVersion]:
+    """The current (not retired) version of every canary, ordered by canary id."""
+    return list(session.scalars(
+        select(CanaryVersion).where(CanaryVersion.retired_at.is_(None))
+        .order_by(CanaryVersion.canary_id)
+    ))
+
+
+def sync_registry(session: Session, registry: Registry | Iterable[Canary]) -> SyncResult:
+    """Stores a new version for every new or changed canary; retires removed ones.
+
+    Unchanged canaries write nothing. Caller commits.
+    """
+    canaries = (
+        [c.canary for c in registry.canaries] if isinstance(registry, Registry) else list(registry)
+    )
+    sources = (
+        {c.canary.id: c.file for c in registry.canaries} if isinstance(registry, Registry) else {}
+    )
+    all_versions = list(session.scalars(select(CanaryVersion)))
+    by_id: dict[str, list[CanaryVersion]] = {}
+    for v in all_versions:
+        by_id.setdefault(v.canary_id, []).append(v)
+    now = utcnow()
+    created, retired, unchanged = [], [], 0
+    wanted = set()
+    for canary in canaries:
+        wanted.add(canary.id)
+        digest = content_hash(canary)
+        versions = by_id.get(canary.id, [])
+        live = [v for v in versions if v.retired_at is None]
+        if live and live[0].content_hash == digest:
+            unchanged += 1
+            continue
+        for v in live:
+            v.retired_at = now
+        same = next((v for v in versions if v.content_hash == digest), None)
+        if same is not None:  # reverted to an earlier version: revive it
+            same.retired_at = None
+        else:
+            salt = secrets.token_hex(32)
+            canonical = canonical_content(canary)
+            session.add(CanaryVersion(
+                canary_id=canary.id,
+                version=max((v.version for v in versions), default=0) + 1,
+                kind=canary.kind,
+                content=canary.model_dump(mode="json"),
+                content_hash=digest,
+                salt=salt,
+                commitment=commitment(salt, canonical),
+                source_file=sources.get(canary.id),
+                created_at=now,
+            ))
+        created.append(canary.id)
+    for cid, versions in by_id.items():
+        if cid not in wanted:
+            for v in versions:
+                if v.retired_at is None:
+                    v.retired_at = now
+                    retired.append(cid)
+    session.flush()
+    return SyncResult(created, retired, unchanged)
+
+
+def commit_registry(session: Session) -> RegistryCommit:
+    """Stores the Merkle root over the live versions' commitments (leaf order: canary id)."""
+    live = live_versions(session)
+    root = merkle_root([v.commitment for v in live])
+    latest = session.scalars(
+        select(RegistryCommit).order_by(RegistryCommit.id.desc()).limit(1)
+    ).first()
+    if latest is not None and latest.root == root:
+        return latest
+    rc = RegistryCommit(root=root, leaves=[v.id for v in live], created_at=utcnow())
+    session.add(rc)
+    session.flush()
+    return rc
+
+
+@dataclass(frozen=True)
+class UnsealedCanary:
+    """Everything a third party needs to check one canary against a committed root."""
+
+    canary_id: str
+    version: int
+    canonical: str  # the canonical JSON text of the canary
+    salt: str
+    commitment: str
+    index: int
+    size: int
+    proof: list[str]
+    root: str
+
+    def verify(self) -> bool:
+        recomputed = commitment(self.salt, self.canonical.encode("utf-8"))
+        return recomputed == self.commitment and verify_inclusion(
+            self.commitment, self.index, self.size, self.proof, self.root)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def unseal(session: Session, rc: RegistryCommit, canary_version_id: int) -> UnsealedCanary:
+    """Opens one committed canary: its content, salt and inclusion proof against ``rc``."""
+    ids: list[int] = list(rc.leaves)
+    if canary_version_id not in ids:
+        raise AuditorError(f"canary version {canary_version_id} is not in registry commit "
+                           f"{rc.root[:16]}; commit the registry after adding it")
+    versions = {v.id: v for v in session.scalars(
+        select(CanaryVersion).where(CanaryVersion.id.in_(ids)))}
+    commitments = [versions[i].commitment for i in ids]
+    index = ids.index(canary_version_id)
+    v = versions[canary_version_id]
+    return UnsealedCanary(
+        canary_id=v.canary_id, version=v.version,
+        canonical=canonical_json(v.content).decode("utf-8"), salt=v.salt,
+        commitment=v.commitment, index=index, size=len(ids),
+        proof=inclusion_proof(commitments, index), root=rc.root)

@@ -1,0 +1,163 @@
+"""The hash-chained ledger of responses: tamper-evident chain of custody.
+
+Each response's record is its evidence in canonical JSON (endpoint name, canary id,
+version and content hash, sample index, text, metadata, SHA-256 of the raw body, time).
+``record_hash = sha256(record)`` and ``chain = sha256(prev_chain || record_hash)``, so
+changing, removing or reordering any stored response breaks every link after it.
+Appends lock the single ``ledger_head`` row, so processes on several machines extend one
+chain without forks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GENESIS", "LedgerBreak", "append", "chain_hash", "ledger_record", "verify"]
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from auditor.canonical import canonical_json, sha256_hex
+from auditor.store.models import CanaryVersion, Endpoint, LedgerHead, Response, utcnow
+
+GENESIS = "0" * 64
+
+
+def ledger_record(
+    response: Response, endpoint: Endpoint, canary: CanaryVersion
+) -> dict[str, Any]:
+    """The canonical evidence record of one response, as hashed into the chain."""
+    return {
+        "endpoint": endpoint.name,
+        "canary_id": canary.canary_id,
+        "canary_version": canary.version,
+        "canary_hash": canary.content_hash,
+        "sample_index": response.sample_index,
+        "text": response.text,
+        "finish_reason": response.finish_reason,
+        "reported_model": response.reported_model,
+        "system_fingerprint": response.system_fingerprint,
+        "prompt_tokens": response.prompt_tokens,
+        "completion_tokens": response.completion_tokens,
+        "logprobs_sha256": sha256_hex(canonical_json(response.logprobs))
+        if response.logprobs is not None
+        else None,
+        "raw_sha256": response.raw_sha256,
+        "imported": bool(response.imported),
+        "collected_at": response.collected_at.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+
+
+def chain_hash(prev_chain: str, record_hash: str) -> str:
+    return sha256_hex((prev_chain + record_hash).encode("ascii"))
+
+
+def _lookup(session: Session) -> tuple[Callable[[int], Endpoint], Callable[[int], CanaryVersion]]:
+    def endpoint(i: int) -> Endpoint:
+        ep = session.get(Endpoint, i)
+        assert ep is not None, f"endpoint {i} missing"
+        return ep
+
+    def canary(i: int) -> CanaryVersion:
+        cv = session.get(CanaryVersion, i)
+        assert cv is not None, f"canary version {i} missing"
+        return cv
+
+    return endpoint, canary
+
+
+def append(session: Session, responses: Sequence[Response]) -> str:
+    """Links ``responses`` into the chain and adds them to ``session``; returns the new head.
+
+    Call inside the transaction that also records their attempts; commit afterwards. The
+    head row is locked first (an UPDATE), which serialises appenders on SQLite and
+    PostgreSQL alike.
+    """
+    if not responses:
+        return session.scalar(select(LedgerHead.chain).where(LedgerHead.id == 1)) or GENESIS
+    session.execute(update(LedgerHead).where(LedgerHead.id == 1).values(updated_at=utcnow()))
+    head = session.execute(
+        select(LedgerHead).where(LedgerHead.id == 1).with_for_update()
+    ).scalar_one()
+    endpoint, canary = _lookup(session)
+    seq, chain = head.seq, head.chain
+    for response in responses:
+        record = ledger_record(response, endpoint(response.endpoint_id),
+                               canary(response.canary_version_id))
+        seq += 1
+        response.seq = seq
+        response.record_hash = sha256_hex(canonical_json(record))
+        response.prev_chain = chain
+        chain = chain_hash(chain, response.record_hash)
+        response.chain = chain
+    session.add_all(responses)
+    head.seq, head.chain = seq, chain
+    return chain
+
+
+@dataclass(frozen=True)
+class LedgerBreak:
+    """The first place where the stored ledger disagrees with its recomputation."""
+
+    seq: int
+    response_id: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"ledger broken at position {self.seq} (response id {self.response_id}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    rows: int
+    head: str
+    broken: LedgerBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+def _iter_rows(session: Session, batch: int = 5000) -> Iterable[Response]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(Response).where(Response.seq > last).order_by(Response.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify(session: Session) -> LedgerCheck:
+    """Recomputes every record hash and link from the stored rows."""
+    endpoints = {e.id: e for e in session.scalars(select(Endpoint))}
+    canaries = {c.id: c for c in session.scalars(select(CanaryVersion))}
+    prev, expected_seq, count = GENESIS, 1, 0
+    for row in _iter_rows(session):
+        count += 1
+        reason = None
+        if row.seq != expected_seq:
+            reason = f"position {expected_seq} is missing (next stored is {row.seq})"
+        elif row.prev_chain != prev:
+            reason = "its previous-link does not match the chain before it"
+        else:
+            record = ledger_record(row, endpoints[row.endpoint_id], canaries[row.canary_version_id])
+            if sha256_hex(canonical_json(record)) != row.record_hash:
+                reason = "its content does not match its recorded hash (altered after recording)"
+            elif chain_hash(prev, row.record_hash) != row.chain:
+                reason = "its chain hash does not match"
+        if reason:
+            return LedgerCheck(count, prev, LedgerBreak(expected_seq, row.id, reason))
+        prev, expected_seq = row.chain, expected_seq + 1
+    head = session.execute(select(LedgerHead).where(LedgerHead.id == 1)).scalar_one_or_none()
+    if head is not None and (head.seq != expected_seq - 1 or head.chain != prev):
+        return LedgerCheck(count, prev, LedgerBreak(
+            head.seq, 0, f"the head says {head.seq} entries ending {head.chain[:12]}, "
+            f"the rows end at {expected_seq - 1} with {prev[:12]} (rows removed?)"))
+    return LedgerCheck(count, prev, None)

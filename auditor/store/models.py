@@ -1,0 +1,313 @@
+"""ORM tables: the evidence store.
+
+Every time is timezone-aware UTC. Hashes are SHA-256 hex. Endpoints never hold an API
+key: the config names the environment variable, and only that name is stored.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Alert",
+    "Attempt",
+    "Base",
+    "CanaryVersion",
+    "Cycle",
+    "Endpoint",
+    "Heartbeat",
+    "LedgerHead",
+    "MonitorState",
+    "RegistryCommit",
+    "Report",
+    "Response",
+    "Verdict",
+    "utcnow",
+]
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes; returns them aware in UTC on every backend (SQLite too)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(200))
+    base_url: Mapped[str | None] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(16))
+    api_key_env: Mapped[str | None] = mapped_column(String(100))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CanaryVersion(Base):
+    """One version of one canary. A changed canary is a new row; old responses keep theirs."""
+
+    __tablename__ = "canary_versions"
+    __table_args__ = (
+        UniqueConstraint("canary_id", "version"),
+        UniqueConstraint("canary_id", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    canary_id: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    content: Mapped[dict[str, Any]] = mapped_column()
+    content_hash: Mapped[str] = mapped_column(String(64))
+    salt: Mapped[str] = mapped_column(String(64))
+    commitment: Mapped[str] = mapped_column(String(64))
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column()
+
+
+class RegistryCommit(Base):
+    """A Merkle root over the salted commitments of the live canary versions."""
+
+    __tablename__ = "registry_commits"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    root: Mapped[str] = mapped_column(String(64), index=True)
+    leaves: Mapped[list[Any]] = mapped_column()  # canary_version ids, in leaf order
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Cycle(Base):
+    """A batch of planned attempts: a scheduled probe, a fingerprint run or an import."""
+
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="probe")  # probe|fingerprint|import
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id"))
+    schedule_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="planned")  # planned|running|done
+    registry_root: Mapped[str | None] = mapped_column(String(64))
+    planned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    summary: Mapped[dict[str, Any] | None] = mapped_column()
+
+    attempts: Mapped[list[Attempt]] = relationship(back_populates="cycle")
+
+
+class Attempt(Base):
+    """One request to make or made: planned before anything is sent."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint(
+            "cycle_id", "endpoint_id", "canary_version_id", "sample_index", name="uq_attempts_slot"
+        ),
+        Index("ix_attempts_status_cycle", "status", "cycle_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    canary_version_id: Mapped[int] = mapped_column(ForeignKey("canary_versions.id"))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    # planned | running | ok | failed | interrupted | skipped
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    cycle: Mapped[Cycle] = relationship(back_populates="attempts")
+
+
+class Response(Base):
+    """What came back, with its link in the hash-chained ledger.
+
+    ``chain = sha256(prev_chain || sha256(canonical record))``; ``seq`` is the position.
+    """
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_endpoint_canary", "endpoint_id", "canary_version_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    canary_version_id: Mapped[int] = mapped_column(ForeignKey("canary_versions.id"))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    reported_model: Mapped[str | None] = mapped_column(String(200))
+    system_fingerprint: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    logprobs: Mapped[list[Any] | None] = mapped_column()
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    raw_body: Mapped[str | None] = mapped_column(Text)
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    collected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    prev_chain: Mapped[str] = mapped_column(String(64))
+    chain: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LedgerHead(Base):
+    """The single row every ledger append locks: serialises appends across processes."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verdict(Base):
+    __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_suspect_created", "suspect_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    suspect_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    protected_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    method: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column()
+    statistic: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    q_value: Mapped[float | None] = mapped_column(Float)
+    e_value: Mapped[float | None] = mapped_column(Float)
+    effect: Mapped[float | None] = mapped_column(Float)
+    effect_low: Mapped[float | None] = mapped_column(Float)
+    effect_high: Mapped[float | None] = mapped_column(Float)
+    n_canaries: Mapped[int] = mapped_column(Integer)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    canaries: Mapped[list[Any]] = mapped_column()
+    controls: Mapped[list[Any]] = mapped_column()
+    contributions: Mapped[list[Any]] = mapped_column()
+    channels: Mapped[dict[str, Any]] = mapped_column()
+    segment: Mapped[str | None] = mapped_column(String(64))
+    significant: Mapped[bool] = mapped_column(Boolean, default=False)
+    code_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorState(Base):
+    """The anytime-valid e-process of one (suspect, protected) pair, between cycles."""
+
+    __tablename__ = "monitor_states"
+    __table_args__ = (UniqueConstraint("suspect_id", "protected_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    suspect_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    protected_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    state: Mapped[dict[str, Any]] = mapped_column()
+    e_value: Mapped[float] = mapped_column(Float, default=1.0)
+    last_response_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("suspect_id", "protected_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    suspect_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    protected_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. "eprocess"
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    delivery: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class Report(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    suspect_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    protected_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id"))
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"))
+    bundle_path: Mapped[str] = mapped_column(String(1000))
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    signer_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """A daemon or worker process saying it is alive."""
+
+    __tablename__ = "heartbeats"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid:start
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # daemon|worker
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    info: Mapped[dict[str, Any] | None] = mapped_column()

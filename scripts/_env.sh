@@ -1,0 +1,34 @@
+# Sourced by scripts/demo and scripts/test: creates or reuses .venv and installs the
+# project into it (with the extras named in $EXTRAS). Re-installs only when pyproject.toml
+# changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "error: Python 3.11 or newer is needed (found: $($PYTHON --version 2>&1))" >&2
+  exit 1
+fi
+# WeasyPrint renders PDFs through Pango; install it from Debian when missing and we are root.
+if ! ldconfig -p 2>/dev/null | grep -q libpango-1.0; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Pango for PDF reports (apt-get)..." >&2
+    (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0) >/dev/null
+  else
+    echo "warning: libpango is missing; PDF reports need it (apt-get install libpango-1.0-0 libpangoft2-1.0-0)" >&2
+  fi
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+STAMP=".venv/.installed-${EXTRAS:-base}"
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "installing the auditor into .venv ..." >&2
+  .venv/bin/python -m pip install -q --upgrade pip >&2
+  if [ -n "${EXTRAS:-}" ]; then
+    .venv/bin/python -m pip install -q -e ".[${EXTRAS}]" >&2
+  else
+    .venv/bin/python -m pip install -q -e . >&2
+  fi
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"
