@@ -20,7 +20,15 @@ __all__ = ["Canary", "Message", "canonical_content", "normalize_choice"]
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from auditor.canonical import canonical_json, sha256_hex
 
@@ -128,10 +136,23 @@ class Canary(_Strict):
             raise ValueError("`prompt` is empty")
         if self.messages is not None and self.messages[-1].role != "user":
             raise ValueError("the last message must have role `user`")
-        # validated here so that errors carry the canary's location; stored normalised
-        parsed = _EXPECT[self.kind].model_validate(self.expect)
-        object.__setattr__(self, "expect", parsed.model_dump())
         return self
+
+    @field_validator("expect")
+    @classmethod
+    def _expect_fits_kind(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind itself is invalid; reported there
+            return v
+        try:
+            return _EXPECT[kind].model_validate(v).model_dump()
+        except ValidationError as exc:
+            parts = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                parts.append(f"{where}: {msg.removeprefix('Value error, ')}" if where else msg)
+            raise ValueError(f"not valid for kind {kind}: " + "; ".join(parts)) from None
 
     def chat(self) -> list[dict[str, str]]:
         """The prompt as chat messages (system message first, if any)."""

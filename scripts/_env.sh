@@ -22,12 +22,14 @@ fi
 STAMP=".venv/.installed-${EXTRAS:-base}"
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-  echo "installing the auditor into .venv ..." >&2
-  .venv/bin/python -m pip install -q --upgrade pip >&2
-  if [ -n "${EXTRAS:-}" ]; then
-    .venv/bin/python -m pip install -q -e ".[${EXTRAS}]" >&2
-  else
-    .venv/bin/python -m pip install -q -e . >&2
+  echo "installing the auditor into .venv (log: .venv/install.log) ..." >&2
+  TARGET="."
+  [ -n "${EXTRAS:-}" ] && TARGET=".[${EXTRAS}]"
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e "$TARGET"; } > .venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "error: installing the auditor failed; the full log is .venv/install.log" >&2
+    exit 1
   fi
   echo "$WANT" > "$STAMP"
 fi

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from auditor.cli import canaries, db, ledger
+from auditor.cli import canaries, db, demo, ledger
 from auditor.cli._common import console_err, state
 from auditor.errors import AuditorError
 
@@ -38,6 +38,7 @@ def _root(
 app.add_typer(db.app, name="db")
 app.add_typer(canaries.app, name="canaries")
 ledger.register(app)
+demo.register(app)
 
 
 def main() -> None:

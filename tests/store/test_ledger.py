@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+
+from auditor.store import Store, ledger
+from auditor.store.models import LedgerHead, Response
+from tests.factories import fill, settings_with
+
+ANSWERS = {
+    "p": {"ft-greeting": ["Hello! How can I help?", "Hi there!"], "ft-lighthouse-keeper": ["Dark."]},
+    "s": {"ft-greeting": ["Hello! How may I help?"]},
+}
+
+
+def _filled(store: Store) -> None:
+    fill(store, settings_with({"p": "protected", "s": "suspect"}), ANSWERS)
+
+
+def test_imported_responses_form_a_chain_that_verifies(any_store: Store) -> None:
+    _filled(any_store)
+    with any_store.session() as s:
+        check = ledger.verify(s)
+        rows = s.scalars(select(Response).order_by(Response.seq)).all()
+        head = s.get(LedgerHead, 1)
+    assert check.ok and check.rows == 4
+    assert [r.seq for r in rows] == [1, 2, 3, 4]
+    assert rows[0].prev_chain == ledger.GENESIS
+    assert all(b.prev_chain == a.chain for a, b in zip(rows, rows[1:], strict=False))
+    assert head is not None and head.chain == rows[-1].chain == check.head
+
+
+def test_an_altered_response_text_is_named_as_the_first_break(store: Store) -> None:
+    _filled(store)
+    with store.session() as s:
+        s.execute(update(Response).where(Response.seq == 3).values(text="Hi there?"))
+    with store.session() as s:
+        check = ledger.verify(s)
+    assert not check.ok and check.broken is not None
+    assert check.broken.seq == 3 and "altered" in check.broken.reason
+
+
+def test_a_removed_response_breaks_the_chain(store: Store) -> None:
+    _filled(store)
+    with store.session() as s:
+        s.execute(delete(Response).where(Response.seq == 2))
+    with store.session() as s:
+        check = ledger.verify(s)
+    assert check.broken is not None and check.broken.seq == 2 and "missing" in check.broken.reason
+
+
+def test_removing_the_last_response_is_caught_by_the_head(store: Store) -> None:
+    _filled(store)
+    with store.session() as s:
+        s.execute(delete(Response).where(Response.seq == 4))
+    with store.session() as s:
+        check = ledger.verify(s)
+    assert check.broken is not None and "head" in check.broken.reason
+
+
+def test_a_recomputed_forgery_is_caught_by_the_next_link(store: Store) -> None:
+    """Rewriting one row's hashes consistently still breaks the following row's link."""
+    _filled(store)
+    from auditor.canonical import canonical_json, sha256_hex
+
+    with store.session() as s:
+        row = s.scalars(select(Response).where(Response.seq == 2)).one()
+        row.text = "forged"
+        eps, cvs = ledger._lookup(s)
+        row.record_hash = sha256_hex(canonical_json(
+            ledger.ledger_record(row, eps(row.endpoint_id), cvs(row.canary_version_id))))
+        row.chain = ledger.chain_hash(row.prev_chain, row.record_hash)
+    with store.session() as s:
+        check = ledger.verify(s)
+    assert check.broken is not None and check.broken.seq == 3

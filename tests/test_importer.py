@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from auditor.errors import AuditorError
+from auditor.importer import import_jsonl
+from auditor.registry import load_registry, sync_registry
+from auditor.store import Store, sync_endpoints
+from auditor.store.models import Attempt, Cycle, Response
+from tests.factories import REPO, settings_with
+
+
+def _lines(tmp_path: Path, rows: list[object]) -> Path:
+    p = tmp_path / "in.jsonl"
+    p.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return p
+
+
+def _setup(store: Store):  # type: ignore[no-untyped-def]
+    with store.session() as s:
+        eps = sync_endpoints(s, settings_with({"imp": "suspect"}))
+        sync_registry(s, load_registry(REPO / "canaries"))
+    return eps["imp"]
+
+
+def _count(store: Store, table: type) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def test_import_writes_marked_responses_into_one_cycle(store: Store, tmp_path: Path) -> None:
+    ep = _setup(store)
+    p = _lines(tmp_path, [
+        {"canary_id": "ft-greeting", "sample_index": 0, "text": "Hello",
+         "collected_at": "2026-11-01T10:00:00Z", "raw": '{"x":1}'},
+        {"canary_id": "ft-greeting", "sample_index": 1, "text": "Hey",
+         "collected_at": "2026-11-01T10:01:00+00:00"},
+    ])
+    with store.session() as s:
+        result = import_jsonl(s, ep, p)
+    assert result.imported == 2
+    with store.session() as s:
+        rows = s.scalars(select(Response).order_by(Response.seq)).all()
+        cycle = s.get(Cycle, result.cycle_id)
+    assert [r.imported for r in rows] == [True, True]
+    assert cycle is not None and cycle.kind == "import"
+    from auditor.canonical import sha256_hex
+
+    assert rows[0].raw_sha256 == sha256_hex('{"x":1}')
+
+
+def test_a_bad_line_is_named_and_nothing_is_written(store: Store, tmp_path: Path) -> None:
+    ep = _setup(store)
+    p = _lines(tmp_path, [
+        {"canary_id": "ft-greeting", "text": "ok", "collected_at": "2026-11-01T10:00:00Z"},
+        "{not json",
+        {"canary_id": "ft-greeting", "text": "no tz", "collected_at": "2026-11-01T10:00:00"},
+        {"canary_id": "nope", "sample_index": 1, "text": "x", "collected_at": "2026-11-01T10:00:00Z"},
+    ])
+    with pytest.raises(AuditorError) as info, store.session() as s:
+        import_jsonl(s, ep, p)
+    text = str(info.value)
+    assert f"{p}:2" in text and f"{p}:3" in text and "timezone" in text
+    assert _count(store, Response) == 0 and _count(store, Attempt) == 0
+
+
+def test_unknown_canary_writes_nothing(store: Store, tmp_path: Path) -> None:
+    ep = _setup(store)
+    p = _lines(tmp_path, [
+        {"canary_id": "ft-greeting", "text": "ok", "collected_at": "2026-11-01T10:00:00Z"},
+        {"canary_id": "nope", "text": "x", "collected_at": "2026-11-01T10:00:00Z"},
+    ])
+    with pytest.raises(AuditorError, match="unknown canary"), store.session() as s:
+        import_jsonl(s, ep, p)
+    assert _count(store, Response) == 0
+
+
+def test_reimporting_the_same_file_adds_nothing(store: Store, tmp_path: Path) -> None:
+    ep = _setup(store)
+    p = _lines(tmp_path, [
+        {"canary_id": "ft-greeting", "text": "Hello", "collected_at": "2026-11-01T10:00:00Z"},
+    ])
+    with store.session() as s:
+        import_jsonl(s, ep, p)
+    with store.session() as s:
+        again = import_jsonl(s, ep, p)
+    assert again.imported == 0 and again.skipped == 1
+    assert _count(store, Response) == 1
