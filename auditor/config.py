@@ -117,11 +117,24 @@ class Decoding(_Strict):
 
 
 class HttpTemplate(_Strict):
-    """For ``provider = "http"`` speaking a custom JSON API instead of OpenAI's."""
+    """For ``provider = "http"``: the path, and optionally a custom JSON API instead of OpenAI's.
+
+    Without ``request_template`` the body is an OpenAI chat-completions request. With one,
+    every string value that is exactly ``"{{name}}"`` is replaced by the value itself
+    (``messages``, ``prompt``, ``system``, ``model``, ``max_tokens``, ``temperature``,
+    ``top_p``, ``seed``, ``stop``); inside longer strings ``{{name}}`` is replaced by its
+    text. Answers are read with dotted paths (``choices.0.message.content``). A header
+    value may hold ``{{api_key}}``; without such a header the key goes in
+    ``Authorization: Bearer``.
+    """
 
     path: str = "/chat/completions"
     request_template: dict[str, Any] | None = None
     response_path: str = "choices.0.message.content"
+    finish_reason_path: str | None = None
+    model_path: str | None = None
+    prompt_tokens_path: str | None = None
+    completion_tokens_path: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
 
 
@@ -200,6 +213,7 @@ class Signing(_Strict):
 
 class Timestamp(_Strict):
     url: str | None = None
+    ca_file: str | None = None  # the authority's root certificate(s), PEM
     timeout_seconds: float = 30.0
 
 

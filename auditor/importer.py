@@ -8,7 +8,8 @@ One JSON object per line::
 
 Every line is validated before anything is written; a file with any bad line writes
 nothing and the error names each bad line. Lines already imported (same endpoint,
-canary version, sample and raw body hash) are skipped, so an import can be re-run.
+canary version, sample, raw body hash and collection time) are skipped, so an import
+can be re-run.
 """
 
 from __future__ import annotations
@@ -118,19 +119,21 @@ def import_records(
         raise AuditorError(f"{source}: {len(problems)} record(s) name unknown canaries; "
                            "nothing was imported", problems)
     seen = {
-        (r.canary_version_id, r.sample_index, r.raw_sha256)
+        (r.canary_version_id, r.sample_index, r.raw_sha256, r.collected_at)
         for r in session.execute(
-            select(Response.canary_version_id, Response.sample_index, Response.raw_sha256)
+            select(Response.canary_version_id, Response.sample_index, Response.raw_sha256,
+                   Response.collected_at)
             .where(Response.endpoint_id == endpoint.id, Response.imported.is_(True)))
     }
     now = utcnow()
     fresh: list[tuple[ImportRecord, CanaryVersion, str]] = []
     for rec, cv in resolved:
-        key = (cv.id, rec.sample_index, rec.raw_sha256())
+        digest = rec.raw_sha256()
+        key = (cv.id, rec.sample_index, digest, rec.collected_at)
         if key in seen:
             continue
         seen.add(key)
-        fresh.append((rec, cv, key[2]))
+        fresh.append((rec, cv, digest))
     if not fresh:
         return ImportResult(None, 0, len(records))
     cycle = Cycle(kind="import", endpoint_id=endpoint.id, status="done", planned_at=now,

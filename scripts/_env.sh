@@ -9,13 +9,19 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   echo "error: Python 3.11 or newer is needed (found: $($PYTHON --version 2>&1))" >&2
   exit 1
 fi
-# WeasyPrint renders PDFs through Pango; install it from Debian when missing and we are root.
-if ! ldconfig -p 2>/dev/null | grep -q libpango-1.0; then
+# WeasyPrint renders PDFs through Pango; reports are set in Liberation Serif. Install
+# what is missing from Debian when we are root; otherwise say what to install.
+MISSING=()
+ldconfig -p 2>/dev/null | grep -q libpango-1.0 || MISSING+=(libpango-1.0-0 libpangoft2-1.0-0)
+{ command -v fc-list >/dev/null && fc-list 2>/dev/null | grep -qi "Liberation Serif"; } \
+  || MISSING+=(fonts-liberation)
+if [ ${#MISSING[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Pango for PDF reports (apt-get)..." >&2
-    (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0) >/dev/null
+    echo "installing ${MISSING[*]} for PDF reports (apt-get)..." >&2
+    (apt-get update -qq && apt-get install -y -qq "${MISSING[@]}") >/dev/null 2>&1 \
+      || echo "warning: apt-get install ${MISSING[*]} failed; PDF reports may fall back" >&2
   else
-    echo "warning: libpango is missing; PDF reports need it (apt-get install libpango-1.0-0 libpangoft2-1.0-0)" >&2
+    echo "warning: PDF reports need: apt-get install ${MISSING[*]}" >&2
   fi
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -11,7 +11,8 @@ import sys
 
 import typer
 
-from auditor.cli import canaries, db, demo, ledger
+from auditor.cli import analyze, canaries, db, demo, ledger, probe, report
+from auditor.cli import daemon as daemon_cli
 from auditor.cli._common import console_err, state
 from auditor.errors import AuditorError
 
@@ -38,7 +39,11 @@ def _root(
 app.add_typer(db.app, name="db")
 app.add_typer(canaries.app, name="canaries")
 ledger.register(app)
+analyze.register(app)
+probe.register(app)
+report.register(app)
 demo.register(app)
+daemon_cli.register(app)
 
 
 def main() -> None:

@@ -38,12 +38,15 @@ def import_(
 def verify(
     bundle: Path = typer.Argument(None, help="A report bundle directory or zip to check."),
     check_ledger: bool = typer.Option(False, "--ledger", help="Recompute the response hash chain."),
+    tsa_ca: Path = typer.Option(None, "--tsa-ca", help="The timestamp authority's root "
+                                "certificate (PEM), obtained independently of the bundle."),
 ) -> None:
     """Check the ledger (--ledger) or a report bundle; names the first thing that fails."""
     if bundle is not None:
         from auditor.bundle import verify_bundle  # the report stage
+        from auditor.cli.report import tsa_roots
 
-        verify_bundle(bundle)
+        console.print(verify_bundle(bundle, tsa_roots(tsa_ca)).summary())
         return
     if not check_ledger:
         raise AuditorError("nothing to verify", [])

@@ -4,7 +4,8 @@ Input is ``responses[model][canary_id] -> list of texts`` (k >= 1 samples). Ever
 featurised once (linear cost), the samples of one model on one canary are averaged into
 one unit-scale vector, and for each canary the Gram matrix between models is computed.
 The result, ``SimilarityTensor.sims[rep, canary, model_a, model_b]``, is all the
-free-text provenance test needs, so many (suspect, protected) pairs share one pass.
+free-text provenance test needs, so many (suspect, protected) pairs share one pass; the
+raw style rates per (canary, model) ride along in ``SimilarityTensor.style``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .text import REPRESENTATIONS, TextConfig, hashed_ngrams, style_features, tfidf_normalise
+from .text import REPRESENTATIONS, TextConfig, featurise, style_features, style_rows
 
 __all__ = ["SimilarityTensor", "canary_similarities"]
 
@@ -26,13 +27,16 @@ Responses = Mapping[str, Mapping[str, Sequence[str]]]
 class SimilarityTensor:
     """``sims[r, q, a, b]``: mean cosine between model a's and model b's samples on canary q
     in representation ``reps[r]``; NaN where either model has no sample. ``counts[q, a]``
-    is the number of samples of model a on canary q."""
+    is the number of samples of model a on canary q. ``style[q, a, f]``: model a's style
+    rates (``text.STYLE_FEATURES``, raw, averaged over samples) on canary q, NaN where
+    missing; ``None`` when not computed (the residual channel is then skipped)."""
 
     models: tuple[str, ...]
     canaries: tuple[str, ...]
     reps: tuple[str, ...]
     sims: np.ndarray
     counts: np.ndarray
+    style: np.ndarray | None = None
 
     def index(self, model: str) -> int:
         try:
@@ -41,16 +45,10 @@ class SimilarityTensor:
             raise KeyError(f"model {model!r} has no responses in this similarity tensor") from None
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    n[n == 0] = 1.0
-    return x / n
-
-
 def canary_similarities(
     responses: Responses,
     canaries: Sequence[str] | None = None,
-    reps: Sequence[str] = REPRESENTATIONS,
+    reps: Sequence[str] = ("word", "layout", "style"),
     config: TextConfig | None = None,
 ) -> SimilarityTensor:
     """Featurise every response once and return per-canary model-by-model similarities."""
@@ -84,23 +82,23 @@ def canary_similarities(
 
     sims = np.full((len(reps), n_q, n_m, n_m), np.nan, dtype=np.float64)
     present = counts > 0
+    # raw style rates per (canary, model): the residual channel of provenance_test
+    raw = style_features(texts, config)
+    style = np.asarray(agg @ raw).reshape(n_q, n_m, -1)
+    style[~present] = np.nan
     for r, rep in enumerate(reps):
-        if rep == "style":
-            f = style_features(texts)
-            sd = f.std(axis=0)
-            sd[sd == 0] = 1.0
-            x = _unit_rows((f - f.mean(axis=0)) / sd)
+        if rep not in REPRESENTATIONS:
+            raise ValueError(f"unknown representation {rep!r}; choose from {REPRESENTATIONS}")
+        x = style_rows(raw) if rep == "style" else featurise(texts, rep, config)
+        if isinstance(x, np.ndarray):
             means = np.asarray(agg @ x).reshape(n_q, n_m, -1)
             gram = np.einsum("qad,qbd->qab", means, means)
-        elif rep in ("word", "char"):
-            x = tfidf_normalise(hashed_ngrams(texts, rep, config))
+        else:
             means_sp = (agg @ x).tocsr()
             gram = np.empty((n_q, n_m, n_m))
             for q in range(n_q):
                 block = means_sp[q * n_m : (q + 1) * n_m]
                 gram[q] = (block @ block.T).toarray()
-        else:
-            raise ValueError(f"unknown representation {rep!r}; choose from {REPRESENTATIONS}")
         mask = present[:, :, None] & present[:, None, :]
         sims[r] = np.where(mask, gram, np.nan)
-    return SimilarityTensor(models, canaries, tuple(reps), sims, counts)
+    return SimilarityTensor(models, canaries, tuple(reps), sims, counts, style)

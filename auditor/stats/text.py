@@ -1,10 +1,19 @@
-"""Vectorised text representations: hashed word and character n-grams, style features.
+"""Vectorised text representations: hashed word, character and layout n-grams, style.
 
-Everything here is linear in the total number of bytes of text and runs in numpy: texts
-are concatenated into one byte array, n-grams are hashed with polynomial rolling hashes
-computed by whole-array arithmetic (uint64, wrapping), and counts go into a
-``scipy.sparse`` CSR matrix of ``2**bits`` hashed columns. No Python loop runs per
-n-gram or per word, only per chunk of texts.
+Everything is linear in the number of bytes and runs in numpy: texts are concatenated
+into one byte array (each truncated to ``max_chars``), n-grams are hashed with polynomial
+rolling hashes computed by whole-array uint64 arithmetic (wrapping), and counts go into a
+``scipy.sparse`` CSR matrix of ``2**bits`` hashed columns. Python loops run per chunk of
+texts, never per n-gram.
+
+Representations (``REPRESENTATIONS``):
+
+- ``word``: word unigrams and bigrams (lower case), sublinear TF-IDF;
+- ``char``: character 4-grams (lower case), sublinear TF-IDF;
+- ``layout``: character 4-grams of the text's skeleton, where every run of letters
+  becomes ``w``, every run of digits ``0`` and every run of spaces one space, so only
+  punctuation, line breaks, list markers and markdown survive: the shape of an answer;
+- ``style``: a dense vector of style rates (length, lines, lists, punctuation, case...).
 """
 
 from __future__ import annotations
@@ -16,32 +25,75 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "REPRESENTATIONS",
+    "STYLE_FEATURES",
     "TextConfig",
-    "hashed_ngrams",
+    "ngram_counts",
     "tfidf_normalise",
     "style_features",
-    "REPRESENTATIONS",
+    "style_rows",
+    "featurise",
 ]
 
-REPRESENTATIONS = ("word", "char", "style")
+REPRESENTATIONS = ("word", "char", "layout", "style")
+
+STYLE_FEATURES = (
+    "log_chars",
+    "log_lines",
+    "digits",
+    "upper",
+    "punct",
+    "space",
+    "non_ascii",
+    "list_lines",
+    "word_len",
+    "paragraphs",
+    "colons",
+    "exclaims",
+    "questions",
+    "bold",
+    "headers",
+    "commas",
+)
 
 _M64 = np.uint64(0x9E3779B97F4A7C15)
 _B = np.uint64(1_000_003)  # odd, so invertible modulo 2**64
 _BINV = np.uint64(pow(1_000_003, -1, 2**64))
 _BIGRAM_K = np.uint64(0xC2B2AE3D27D4EB4F)
 
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32
+_IS_ALPHA = np.zeros(256, dtype=bool)
+_IS_ALPHA[65:91] = _IS_ALPHA[97:123] = True
+_IS_ALPHA[128:] = True  # UTF-8 bytes of non-ASCII letters
+_IS_DIGIT = np.zeros(256, dtype=bool)
+_IS_DIGIT[48:58] = True
+_IS_SPACE = np.zeros(256, dtype=bool)
+_IS_SPACE[[9, 32]] = True
+_CLASS = np.zeros(256, dtype=np.uint8)  # 0 other, 1 letter, 2 digit, 3 space
+_CLASS[_IS_ALPHA] = 1
+_CLASS[_IS_DIGIT] = 2
+_CLASS[_IS_SPACE] = 3
+_SKEL = np.arange(256, dtype=np.uint8)
+_SKEL[_IS_ALPHA] = ord("w")
+_SKEL[_IS_DIGIT] = ord("0")
+_SKEL[_IS_SPACE] = 32
+_PUNCT = np.zeros(256, dtype=bool)
+_PUNCT[np.frombuffer(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", dtype=np.uint8)] = True
+
 
 @dataclass(frozen=True)
 class TextConfig:
     """Parameters of the hashed representations.
 
-    ``max_chars`` truncates each response (the opening carries most of the style and it
-    bounds the cost per response); ``bits`` sets ``2**bits`` hashed columns.
+    ``max_chars`` truncates each response before n-gram hashing (the opening carries most
+    of the style and it bounds the cost per response); ``bits`` sets ``2**bits`` columns.
     """
 
-    bits: int = 20
+    bits: int = 18
     char_n: int = 4
-    max_chars: int = 1500
+    layout_n: int = 4
+    max_chars: int = 2000
     chunk_bytes: int = 1_000_000
 
 
@@ -52,19 +104,26 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 def _encode(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-cased UTF-8 bytes of all texts, separated by a NUL, and each byte's row."""
-    parts = [t[:max_chars].lower().replace("\x00", " ").encode("utf-8", "replace") for t in texts]
+    """UTF-8 bytes of all texts, each followed by a NUL separator, and each byte's row."""
+    parts = [t[:max_chars].replace("\x00", " ").encode("utf-8", "replace") for t in texts]
     lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
     buf = np.frombuffer(b"\x00".join(parts) + b"\x00", dtype=np.uint8)
     rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
     return buf, rows
 
 
+def _skeleton(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cls = _CLASS[buf]
+    keep = np.ones(buf.size, dtype=bool)
+    keep[1:] = (cls[1:] == 0) | (cls[1:] != cls[:-1])
+    return _SKEL[buf[keep]], rows[keep]
+
+
 def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    c = buf.astype(np.uint64)
-    size = c.size - n + 1
+    size = buf.size - n + 1
     if size <= 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
+    c = buf.astype(np.uint64)
     h = np.zeros(size, dtype=np.uint64)
     ok = np.ones(size, dtype=bool)
     for t in range(n):
@@ -74,22 +133,19 @@ def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray,
 
 
 def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of words (runs of ASCII alphanumerics or non-ASCII bytes) and of bigrams."""
-    word = ((buf >= 48) & (buf <= 57)) | ((buf >= 97) & (buf <= 122)) | (buf >= 128)
-    w = word.astype(np.int8)
-    edges = np.diff(np.concatenate(([0], w, [0])))
+    """Hashes of words (runs of letters or digits) and of consecutive word pairs."""
+    word = (_IS_ALPHA[buf] | _IS_DIGIT[buf]).view(np.int8)
+    edges = np.diff(word, prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
     if starts.size == 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
     c = buf.astype(np.uint64) + np.uint64(1)
-    powers = np.empty(c.size, dtype=np.uint64)
+    powers = np.full(c.size, _B, dtype=np.uint64)
     powers[0] = 1
-    powers[1:] = _B
     np.cumprod(powers, out=powers)
-    inv = np.empty(c.size + 1, dtype=np.uint64)
+    inv = np.full(c.size + 1, _BINV, dtype=np.uint64)
     inv[0] = 1
-    inv[1:] = _BINV
     np.cumprod(inv, out=inv)
     prefix = np.zeros(c.size + 1, dtype=np.uint64)
     np.cumsum(c * powers, out=prefix[1:])
@@ -102,36 +158,42 @@ def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _to_csr(h: np.ndarray, r: np.ndarray, n_rows: int, bits: int) -> sp.csr_matrix:
     cols = (h >> np.uint64(64 - bits)).astype(np.int64)
-    m = sp.csr_matrix(
-        (np.ones(cols.size, dtype=np.float32), (r, cols)), shape=(n_rows, 1 << bits)
-    )
+    m = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (r, cols)), shape=(n_rows, 1 << bits))
     m.sum_duplicates()
     return m
 
 
-def hashed_ngrams(
-    texts: Sequence[str], kind: str, config: TextConfig | None = None
-) -> sp.csr_matrix:
-    """Count matrix (texts x ``2**bits``) of hashed ``word`` (uni+bigram) or ``char`` n-grams."""
-    cfg = config or TextConfig()
-    blocks: list[sp.csr_matrix] = []
-    start = 0
-    n = len(texts)
+def _chunks(texts: Sequence[str], cfg: TextConfig) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    start, n = 0, len(texts)
     while start < n:
-        # chunk so the uint64 work arrays stay a few hundred MB at most
         stop, size = start, 0
         while stop < n and (size < cfg.chunk_bytes or stop == start):
             size += min(len(texts[stop]), cfg.max_chars) + 1
             stop += 1
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def ngram_counts(
+    texts: Sequence[str], kind: str, config: TextConfig | None = None
+) -> sp.csr_matrix:
+    """Count matrix (texts x ``2**bits``) of hashed ``word``, ``char`` or ``layout`` n-grams."""
+    cfg = config or TextConfig()
+    if kind not in ("word", "char", "layout"):
+        raise ValueError(f"unknown n-gram kind {kind!r}; use 'word', 'char' or 'layout'")
+    blocks: list[sp.csr_matrix] = []
+    for start, stop in _chunks(texts, cfg):
         buf, rows = _encode(texts[start:stop], cfg.max_chars)
         if kind == "word":
-            h, r = _word_hashes(buf, rows)
+            h, r = _word_hashes(_LOWER[buf], rows)
         elif kind == "char":
-            h, r = _char_hashes(buf, rows, cfg.char_n)
+            h, r = _char_hashes(_LOWER[buf], rows, cfg.char_n)
         else:
-            raise ValueError(f"unknown n-gram kind {kind!r}; use 'word' or 'char'")
+            sk, srows = _skeleton(buf, rows)
+            h, r = _char_hashes(sk, srows, cfg.layout_n)
         blocks.append(_to_csr(h, r, stop - start, cfg.bits))
-        start = stop
     if not blocks:
         return sp.csr_matrix((0, 1 << cfg.bits), dtype=np.float32)
     return sp.vstack(blocks, format="csr")
@@ -145,41 +207,79 @@ def tfidf_normalise(counts: sp.csr_matrix) -> sp.csr_matrix:
     df = np.bincount(x.indices, minlength=x.shape[1])
     idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
     x.data *= idf[x.indices]
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    sq = np.bincount(
+        np.repeat(np.arange(n), np.diff(x.indptr)),
+        weights=x.data.astype(np.float64) ** 2,
+        minlength=n,
+    )
+    norms = np.sqrt(sq)
     norms[norms == 0] = 1.0
-    x = sp.diags((1.0 / norms).astype(np.float32)) @ x
-    return x.tocsr()
+    x.data /= np.repeat(norms, np.diff(x.indptr)).astype(np.float32)
+    return x
 
 
-def style_features(texts: Sequence[str]) -> np.ndarray:
-    """Dense style features per text, standardised by the caller.
+def style_features(texts: Sequence[str], config: TextConfig | None = None) -> np.ndarray:
+    """Dense style rates per text (columns named by ``STYLE_FEATURES``), not standardised."""
+    cfg = config or TextConfig()
+    out = np.zeros((len(texts), len(STYLE_FEATURES)), dtype=np.float64)
+    for start, stop in _chunks(texts, cfg):
+        n = stop - start
+        buf, rows = _encode(texts[start:stop], cfg.max_chars)
+        # every text owns a contiguous, non-empty segment (it ends with its NUL)
+        seg = np.flatnonzero(np.diff(rows, prepend=-1))
 
-    log length in characters and lines; fractions of digits, upper case, punctuation,
-    whitespace, non-ASCII bytes; bullet/numbered-list lines; mean word length; whether
-    the text opens with a few common stock openers is left to the n-gram channels.
-    """
-    out = np.zeros((len(texts), 10), dtype=np.float64)
-    for i, t in enumerate(texts):
-        b = np.frombuffer(t.encode("utf-8", "replace"), dtype=np.uint8)
-        n = max(b.size, 1)
-        lines = t.split("\n")
-        nonempty = [ln.lstrip() for ln in lines if ln.strip()]
-        nl = max(len(nonempty), 1)
-        words = t.split()
-        out[i] = (
-            np.log1p(b.size),
-            np.log1p(len(nonempty)),
-            np.count_nonzero((b >= 48) & (b <= 57)) / n,
-            np.count_nonzero((b >= 65) & (b <= 90)) / n,
-            np.count_nonzero(np.isin(b, _PUNCT)) / n,
-            np.count_nonzero(np.isin(b, _SPACE)) / n,
-            np.count_nonzero(b >= 128) / n,
-            sum(1 for ln in nonempty if ln[:1] in "-*•" or ln[:2].rstrip(".)").isdigit()) / nl,
-            (sum(len(w) for w in words) / len(words)) if words else 0.0,
-            t.count("\n\n") / nl,
+        def count(mask: np.ndarray, seg: np.ndarray = seg) -> np.ndarray:
+            return np.add.reduceat(mask.astype(np.int32), seg).astype(np.float64)
+
+        nbytes = np.maximum(count(buf != 0), 1.0)
+        nl = buf == 10
+        lines = count(nl) + 1.0
+        nxt = np.append(buf[1:], 0)
+        list_start = nl & ((nxt == 45) | (nxt == 42) | _IS_DIGIT[nxt])
+        word = _IS_ALPHA[buf] | _IS_DIGIT[buf]
+        wstart = word & ~np.append(False, word[:-1])
+        nwords = np.maximum(count(wstart), 1.0)
+        full = np.fromiter((len(t) for t in texts[start:stop]), dtype=np.float64, count=n)
+        out[start:stop] = np.column_stack(
+            (
+                np.log1p(full),
+                np.log(lines),
+                count(_IS_DIGIT[buf]) / nbytes,
+                count((buf >= 65) & (buf <= 90)) / nbytes,
+                count(_PUNCT[buf]) / nbytes,
+                count(_IS_SPACE[buf] | nl) / nbytes,
+                count(buf >= 128) / nbytes,
+                count(list_start) / lines,
+                count(word) / nwords,
+                count(nl & (nxt == 10)) / lines,
+                count(buf == 58) / nwords,
+                count(buf == 33) / nwords,
+                count(buf == 63) / nwords,
+                count((buf == 42) & (nxt == 42)) / lines,
+                count(nl & (nxt == 35)) / lines,
+                count(buf == 44) / nwords,
+            )
         )
     return out
 
 
-_PUNCT = np.frombuffer(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", dtype=np.uint8)
-_SPACE = np.frombuffer(b" \t\n\r", dtype=np.uint8)
+def featurise(
+    texts: Sequence[str], rep: str, config: TextConfig | None = None
+) -> np.ndarray | sp.csr_matrix:
+    """Unit-norm rows of one representation: sparse TF-IDF for n-grams, dense for style.
+
+    Style rows are standardised over these texts (z-scores) before scaling to unit norm.
+    """
+    if rep == "style":
+        return style_rows(style_features(texts, config))
+    return tfidf_normalise(ngram_counts(texts, rep, config))
+
+
+def style_rows(f: np.ndarray) -> np.ndarray:
+    """Style rates standardised over the rows (z-scores), each row scaled to unit norm."""
+    sd = f.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = (f - f.mean(axis=0)) / sd
+    n = np.linalg.norm(z, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return z / n

@@ -41,11 +41,29 @@ def open_store(settings: Settings | str, *, migrate: bool | None = None) -> Stor
     engine = db.make_engine(url)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
-    if migrate:
-        db.upgrade(engine)
-    else:
+    if migrate and db.current_revision(engine) != db.head_revision():
+        with _migration_lock(engine):  # several processes may open a new file at once
+            db.upgrade(engine)
+    elif not migrate:
         db.ensure_current(engine)
     return Store(engine, db.sessions(engine))
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite database; nothing for other databases."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{path}.migrate.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def sync_endpoints(session: Session, settings: Settings) -> dict[str, Endpoint]:

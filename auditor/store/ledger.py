@@ -1,7 +1,7 @@
 """The hash-chained ledger of responses: tamper-evident chain of custody.
 
 Each response's record is its evidence in canonical JSON (endpoint name, canary id,
-version and content hash, sample index, text, metadata, SHA-256 of the raw body, time).
+version and salted commitment (never an unsalted hash a guess could be checked against), sample index, text, metadata, SHA-256 of the raw body, time).
 ``record_hash = sha256(record)`` and ``chain = sha256(prev_chain || record_hash)``, so
 changing, removing or reordering any stored response breaks every link after it.
 Appends lock the single ``ledger_head`` row, so processes on several machines extend one
@@ -34,7 +34,7 @@ def ledger_record(
         "endpoint": endpoint.name,
         "canary_id": canary.canary_id,
         "canary_version": canary.version,
-        "canary_hash": canary.content_hash,
+        "canary_commitment": canary.commitment,
         "sample_index": response.sample_index,
         "text": response.text,
         "finish_reason": response.finish_reason,

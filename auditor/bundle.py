@@ -1,0 +1,446 @@
+"""Report bundles: the evidence files, a signed manifest, an optional trusted timestamp.
+
+A bundle is a directory (and a zip of it) holding::
+
+    evidence.jsonl   every response the verdict used: canonical ledger record, its hash,
+                     chain links, attempt and cycle metadata (one canonical JSON per line)
+    verdict.json     the stored verdict, as analysis wrote it
+    canaries.json    the canaries used: id, version, salted commitment; unsealed ones with
+                     canonical content, salt and Merkle inclusion proof
+    report.json      the report's content, machine-readable           (--format json)
+    timeline.svg     the timeline figure
+    VERIFY.txt       how to check all of this without our software
+    signer.pub       the Ed25519 public key that signed the bundle
+    manifest.json    SHA-256 of each file above, ledger head, registry root, software
+                     version and git commit, config hash, analysis parameters and seeds
+    manifest.sig     Ed25519 signature of manifest.json (raw 64 bytes)
+    manifest.tsr     RFC 3161 timestamp of manifest.json                (when configured)
+    tsa-ca.pem       the timestamp authority's root certificate         (when timestamped)
+    report.html      the report; it prints the manifest's SHA-256      (--format html)
+    report.pdf       the same, paginated                               (--format pdf)
+    SHA256SUMS       SHA-256 of every file but itself and its signature (sha256sum -c)
+    SHA256SUMS.sig   Ed25519 signature of SHA256SUMS
+
+The renderings carry the manifest's hash, so the manifest cannot list theirs: they, the
+signature and the timestamp are sealed by SHA256SUMS, which is signed with the same key.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BundleCheck", "BundleResult", "verify_bundle", "write_bundle"]
+
+import json
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.orm import Session
+
+from auditor.canonical import canonical_json, sha256_hex
+from auditor.config import Settings
+from auditor.errors import AuditorError, Problem
+from auditor.registry import UnsealedCanary
+from auditor.report import (
+    ReportContext,
+    ReportRequest,
+    build_context,
+    render_html,
+    render_pdf,
+    template_environment,
+)
+from auditor.signing import fingerprint, load_public_key, public_pem, sign, verify_signature
+from auditor.store.ledger import chain_hash
+from auditor.store.models import Report
+from auditor.timestamp import (
+    TimestampError,
+    TimestampInfo,
+    embedded_roots,
+    load_certificates,
+    request_timestamp,
+    verify_timestamp,
+)
+
+FORMAT = "canary-auditor-bundle/1"
+FORMATS = ("html", "pdf", "json")
+SUMS, SUMS_SIG = "SHA256SUMS", "SHA256SUMS.sig"
+MANIFEST, MANIFEST_SIG, TSR, TSA_CA = "manifest.json", "manifest.sig", "manifest.tsr", "tsa-ca.pem"
+RENDERINGS = ("report.html", "report.pdf")
+_SEALED_BY_SUMS = {*RENDERINGS, MANIFEST, MANIFEST_SIG, TSR, TSA_CA}
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    path: Path
+    zip_path: Path
+    manifest_sha256: str
+    signer_fingerprint: str
+    timestamp: TimestampInfo | None
+    files: dict[str, str]
+    responses: int
+    report_id: int | None
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+
+
+def _sums_text(files: dict[str, bytes]) -> bytes:
+    return "".join(f"{sha256_hex(data)}  {name}\n" for name, data in sorted(files.items())
+                   ).encode("ascii")
+
+
+def write_bundle(
+    session: Session,
+    settings: Settings,
+    req: ReportRequest,
+    key: Ed25519PrivateKey,
+    out_dir: str | Path | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    tsa_url: str | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
+    now: datetime | None = None,
+    context: ReportContext | None = None,
+) -> BundleResult:
+    """Builds, signs and (optionally) timestamps a bundle; records it in ``reports``."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise AuditorError(f"unknown report format(s) {bad}",
+                           [Problem("--format takes a comma-separated list",
+                                    fix="use html, pdf and/or json")])
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    ctx = context or build_context(session, settings, req, now=now)
+    out = Path(out_dir) if out_dir is not None else settings.reports_path
+    name = f"{req.suspect}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    final = out / name
+    if final.exists() or final.with_suffix(".zip").exists():
+        raise AuditorError(f"bundle {final} already exists",
+                           [Problem("refusing to overwrite evidence", str(final),
+                                    fix="move it away or choose another --out")])
+    fp = fingerprint(key)
+    files: dict[str, bytes] = {}
+    files["evidence.jsonl"] = b"".join(canonical_json(r) + b"\n" for r in ctx.evidence)
+    files["verdict.json"] = _json_bytes(ctx.verdict)
+    files["canaries.json"] = _json_bytes({
+        "registry_root": ctx.data["registry"]["root"], "canaries": ctx.canaries})
+    files["timeline.svg"] = ctx.timeline_svg.encode("utf-8")
+    if "json" in formats:
+        files["report.json"] = _json_bytes(ctx.data)
+    files["signer.pub"] = public_pem(key)
+    files["VERIFY.txt"] = template_environment().get_template("VERIFY.txt.j2").render(
+        r=ctx.data, timestamped=bool(tsa_url), fingerprint=fp).encode("utf-8")
+    seqs = [r["seq"] for r in ctx.evidence]
+    manifest = {
+        "format": FORMAT,
+        "bundle": name,
+        "created_at": ctx.data["created_at"],
+        "operator": ctx.data["operator"],
+        "files": {n: {"sha256": sha256_hex(b), "bytes": len(b)} for n, b in sorted(files.items())},
+        "renderings": [f"report.{f}" for f in ("html", "pdf") if f in formats],
+        "selection": {**ctx.data["request"], "window": ctx.data["window"]},
+        "evidence": {"responses": len(ctx.evidence), "first_seq": min(seqs, default=None),
+                     "last_seq": max(seqs, default=None),
+                     "canaries": ctx.data["n_canaries_evidence"]},
+        "ledger_head": ctx.data["ledger_head"],
+        "registry": ctx.data["registry"],
+        "software": ctx.data["software"],
+        "config_hash": ctx.data["config_hash"],
+        "analysis": {"verdict_id": ctx.verdict_id, "method": ctx.verdict["method"],
+                     "params": ctx.verdict["params"], "seeds": ctx.data["seeds"],
+                     "alpha": ctx.data["alpha"], "code_version": ctx.verdict["code_version"],
+                     "verdict_created_at": ctx.verdict["created_at"]},
+        "signer": {"algorithm": "Ed25519", "fingerprint": fp},
+        "timestamp_authority": tsa_url,
+    }
+    files[MANIFEST] = _json_bytes(manifest)
+    manifest_sha = sha256_hex(files[MANIFEST])
+    files[MANIFEST_SIG] = sign(key, files[MANIFEST])
+    ts_info: TimestampInfo | None = None
+    if tsa_url:
+        tsr, ts_info, roots = request_timestamp(tsa_url, files[MANIFEST], tsa_roots,
+                                                settings.timestamp.timeout_seconds)
+        files[TSR] = tsr
+        files[TSA_CA] = b"".join(r.public_bytes(serialization.Encoding.PEM) for r in roots)
+    bundle_info = {
+        "name": name, "manifest_sha256": manifest_sha, "fingerprint": fp,
+        "timestamp": ts_info.as_dict() if ts_info else None, "tsa_url": tsa_url,
+        "files": manifest["files"], "renderings": manifest["renderings"],
+    }
+    if "html" in formats or "pdf" in formats:
+        html = render_html(ctx, bundle_info)
+        if "html" in formats:
+            files["report.html"] = html.encode("utf-8")
+        if "pdf" in formats:
+            files["report.pdf"] = render_pdf(html)
+    files[SUMS] = _sums_text(files)
+    files[SUMS_SIG] = sign(key, files[SUMS])
+
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    for fname, data in files.items():
+        (partial / fname).write_bytes(data)
+    zip_tmp = out / f".{name}.zip.partial"
+    stamp = now.timetuple()[:6]
+    with zipfile.ZipFile(zip_tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for fname in sorted(files):
+            info = zipfile.ZipInfo(f"{name}/{fname}", date_time=stamp)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[fname])
+    partial.rename(final)
+    zip_path = final.with_suffix(".zip")
+    zip_tmp.rename(zip_path)
+    row = Report(suspect_id=ctx.suspect_id, protected_id=ctx.protected_id,
+                 verdict_id=ctx.verdict_id, bundle_path=str(final),
+                 bundle_sha256=sha256_hex(zip_path.read_bytes()), manifest_sha256=manifest_sha,
+                 signer_fingerprint=fp, created_at=now)
+    session.add(row)
+    session.flush()
+    return BundleResult(final, zip_path, manifest_sha, fp, ts_info,
+                        {n: sha256_hex(b) for n, b in files.items()}, len(ctx.evidence), row.id)
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class BundleCheck:
+    path: Path
+    files: int
+    responses: int
+    unsealed: int
+    manifest_sha256: str
+    signer_fingerprint: str
+    timestamp: TimestampInfo | None
+
+    def summary(self) -> str:
+        ts = (f"; timestamped {self.timestamp.gen_time.isoformat()} by "
+              f"{self.timestamp.tsa_subject} (root {self.timestamp.root_fingerprint[:16]}…)"
+              if self.timestamp else "; no timestamp")
+        return (f"bundle ok: {self.files} files, {self.responses} responses, "
+                f"{self.unsealed} unsealed canaries; manifest {self.manifest_sha256}; "
+                f"signed by {self.signer_fingerprint}{ts}")
+
+
+def _fail(bundle: Path, file: str, message: str, fix: str | None = None) -> AuditorError:
+    return AuditorError(f"bundle {bundle}: {file}: {message}",
+                        [Problem(message, file=file, fix=fix)])
+
+
+def _read_bundle(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        files: dict[str, bytes] = {}
+        for p in sorted(path.iterdir()):
+            if not p.is_file():
+                raise _fail(path, p.name, "unexpected entry (bundles hold files only)",
+                            "remove it")
+            files[p.name] = p.read_bytes()
+        return files
+    if not path.exists():
+        raise AuditorError(f"bundle {path} does not exist",
+                           [Problem("not found", str(path), fix="give a bundle dir or zip")])
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [i for i in zf.infolist() if not i.is_dir()]
+            out: dict[str, bytes] = {}
+            for info in names:
+                parts = Path(info.filename).parts
+                if info.filename.startswith("/") or ".." in parts or len(parts) > 2:
+                    raise _fail(path, info.filename, "unsafe or nested path in the zip")
+                out[parts[-1]] = zf.read(info)
+            return out
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
+        raise AuditorError(f"bundle {path} is neither a directory nor a readable zip: {exc}",
+                           [Problem("unreadable", str(path))]) from None
+    except Exception as exc:  # CRC errors on altered members
+        if isinstance(exc, AuditorError):
+            raise
+        raise AuditorError(f"bundle {path}: zip is damaged: {exc}",
+                           [Problem("damaged zip", str(path))]) from None
+
+
+_SUM_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._-]+)$")
+
+
+def _parse_sums(data: bytes) -> dict[str, str] | None:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        m = _SUM_LINE.match(line)
+        if not m:
+            return None
+        out[m.group(2)] = m.group(1)
+    return out
+
+
+def verify_bundle(
+    path: str | Path, tsa_roots: list[x509.Certificate] | None = None
+) -> BundleCheck:
+    """Checks every hash, both signatures, the timestamp and each unsealed canary's proof.
+
+    Raises AuditorError naming the first file that fails; returns a summary otherwise.
+    ``tsa_roots``: the timestamp authority's root certificates, obtained independently;
+    without them the bundle's own ``tsa-ca.pem`` is used.
+    """
+    bundle = Path(path)
+    files = _read_bundle(bundle)
+    for required in (SUMS, SUMS_SIG, "signer.pub", MANIFEST, MANIFEST_SIG):
+        if required not in files:
+            raise _fail(bundle, required, "missing", "the bundle is incomplete")
+    pub = load_public_key(files["signer.pub"], "signer.pub")
+    sums_ok = verify_signature(pub, files[SUMS_SIG], files[SUMS])
+    manifest_ok = verify_signature(pub, files[MANIFEST_SIG], files[MANIFEST])
+    if not sums_ok and not manifest_ok:
+        raise _fail(bundle, "signer.pub", "neither SHA256SUMS.sig nor manifest.sig verifies "
+                    "with this key (the key was altered or replaced)")
+    sums = _parse_sums(files[SUMS])
+    if not sums_ok:
+        intact = sums is not None and set(sums) == set(files) - {SUMS, SUMS_SIG} and all(
+            sha256_hex(files[n]) == h for n, h in sums.items())
+        if intact:
+            raise _fail(bundle, SUMS_SIG, "the signature does not verify over SHA256SUMS "
+                        "(the signature was altered)")
+        raise _fail(bundle, SUMS, "does not match its signature SHA256SUMS.sig "
+                    "(the list of hashes was altered)")
+    if sums is None:
+        raise _fail(bundle, SUMS, "is signed but not in `sha256sum` format")
+    for name in sorted(files):
+        if name in (SUMS, SUMS_SIG):
+            continue
+        if name not in sums:
+            raise _fail(bundle, name, "is not listed in SHA256SUMS (added after signing)",
+                        "remove it")
+        if sha256_hex(files[name]) != sums[name]:
+            raise _fail(bundle, name, "its SHA-256 does not match SHA256SUMS (altered)")
+    for name in sums:
+        if name not in files:
+            raise _fail(bundle, name, "listed in SHA256SUMS but missing")
+    if not manifest_ok:
+        raise _fail(bundle, MANIFEST_SIG, "does not verify over manifest.json")
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except ValueError as exc:
+        raise _fail(bundle, MANIFEST, f"not JSON: {exc}") from None
+    fp = fingerprint(pub)
+    if manifest.get("signer", {}).get("fingerprint") != fp:
+        raise _fail(bundle, "signer.pub", "its fingerprint differs from the one in manifest.json")
+    listed: dict[str, Any] = manifest.get("files", {})
+    for name, entry in listed.items():
+        if name not in files:
+            raise _fail(bundle, name, "listed in manifest.json but missing")
+        if sha256_hex(files[name]) != entry.get("sha256"):
+            raise _fail(bundle, name, "its SHA-256 does not match manifest.json")
+    for name in files:
+        if name not in listed and name not in _SEALED_BY_SUMS | {SUMS, SUMS_SIG}:
+            raise _fail(bundle, name, "not listed in manifest.json")
+    manifest_sha = sha256_hex(files[MANIFEST])
+
+    ts_info = None
+    if manifest.get("timestamp_authority") and TSR not in files:
+        raise _fail(bundle, TSR, "missing, though manifest.json names a timestamp authority")
+    if TSR in files:
+        roots = list(tsa_roots or [])
+        try:
+            if not roots and TSA_CA in files:
+                roots = load_certificates(files[TSA_CA])
+            if not roots:
+                roots = embedded_roots(files[TSR])
+            ts_info = verify_timestamp(files[TSR], files[MANIFEST], roots)
+        except TimestampError as exc:
+            raise _fail(bundle, TSR, f"timestamp does not check out: {exc}",
+                        "obtain the authority's root certificate and pass it with --tsa-ca"
+                        ) from None
+        except Exception as exc:
+            raise _fail(bundle, TSR, f"timestamp unreadable: {exc}") from None
+
+    unsealed = _check_canaries(bundle, files, manifest)
+    responses = _check_evidence(bundle, files, manifest, unsealed)
+    for name in manifest.get("renderings", []):
+        if name not in files:
+            raise _fail(bundle, name, "missing, though manifest.json lists it as a rendering")
+    if "report.html" in files:
+        m = re.search(rb'<meta name="manifest-sha256" content="([0-9a-f]{64})"',
+                      files["report.html"])
+        if not m or m.group(1).decode() != manifest_sha:
+            raise _fail(bundle, "report.html", "does not name this bundle's manifest hash")
+    return BundleCheck(bundle, len(files), responses, len(unsealed), manifest_sha, fp, ts_info)
+
+
+def _check_canaries(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any]
+                    ) -> dict[tuple[str, int], str]:
+    """Each unsealed canary: salt + content give its commitment, and the proof its root."""
+    if "canaries.json" not in files:
+        return {}
+    try:
+        listing = json.loads(files["canaries.json"])
+    except ValueError as exc:
+        raise _fail(bundle, "canaries.json", f"not JSON: {exc}") from None
+    root = manifest.get("registry", {}).get("root")
+    commitments: dict[tuple[str, int], str] = {}
+    for c in listing.get("canaries", []):
+        u = c.get("unsealed")
+        if not u:
+            continue
+        try:
+            uc = UnsealedCanary(**u)
+        except TypeError as exc:
+            raise _fail(bundle, "canaries.json", f"canary {c.get('canary_id')!r}: "
+                        f"malformed unsealing ({exc})") from None
+        if uc.root != root:
+            raise _fail(bundle, "canaries.json", f"canary {uc.canary_id!r} is proved against "
+                        f"root {uc.root[:16]}…, not the manifest's registry root")
+        if uc.commitment != c.get("commitment") or not uc.verify():
+            raise _fail(bundle, "canaries.json", f"canary {uc.canary_id!r}: its salt, content "
+                        "and Merkle proof do not reproduce the committed root")
+        commitments[(uc.canary_id, uc.version)] = uc.commitment
+    return commitments
+
+
+def _check_evidence(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any],
+                    unsealed: dict[tuple[str, int], str]) -> int:
+    """Recomputes every record hash and chain link the evidence file states."""
+    if "evidence.jsonl" not in files:
+        raise _fail(bundle, "evidence.jsonl", "missing")
+    count, last_seq = 0, 0
+    for number, line in enumerate(files["evidence.jsonl"].splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            record, seq = row["record"], int(row["seq"])
+            record_hash, prev, chain = row["record_hash"], row["prev_chain"], row["chain"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail(bundle, "evidence.jsonl", f"line {number} is malformed ({exc})") from None
+        where = f"line {number} (ledger position {seq})"
+        if seq <= last_seq:
+            raise _fail(bundle, "evidence.jsonl", f"{where} is out of ledger order")
+        if sha256_hex(canonical_json(record)) != record_hash:
+            raise _fail(bundle, "evidence.jsonl", f"{where}: the record does not hash to its "
+                        "record_hash")
+        if chain_hash(prev, record_hash) != chain:
+            raise _fail(bundle, "evidence.jsonl", f"{where}: chain != sha256(prev_chain || "
+                        "record_hash)")
+        key = (record.get("canary_id"), record.get("canary_version"))
+        if key in unsealed and unsealed[key] != record.get("canary_commitment"):
+            raise _fail(bundle, "evidence.jsonl", f"{where}: canary_commitment differs from "
+                        "the unsealed canary's commitment")
+        last_seq, count = seq, count + 1
+    expected = manifest.get("evidence", {}).get("responses")
+    if expected is not None and expected != count:
+        raise _fail(bundle, "evidence.jsonl", f"holds {count} responses, the manifest says "
+                    f"{expected}")
+    head = manifest.get("ledger_head", {}).get("seq")
+    if isinstance(head, int) and last_seq > head:
+        raise _fail(bundle, "evidence.jsonl", "cites a ledger position beyond the head")
+    return count
+

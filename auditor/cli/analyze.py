@@ -1,0 +1,83 @@
+"""``auditor analyze``: verdicts on what is stored."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+from rich.table import Table
+
+from auditor.cli._common import console, settings, store
+from auditor.store import sync_endpoints
+from auditor.store.models import Endpoint, Verdict
+
+
+def plain_words(v: Verdict, alpha: float) -> str:
+    if v.significant:
+        return "DERIVED (significant)"
+    if v.p_value <= alpha:
+        return "suggestive, not significant after FDR"
+    return "no evidence of derivation"
+
+
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def verdict_table(verdicts: list[Verdict], names: dict[int, str], alpha: float) -> Table:
+    table = Table("suspect", "protected", "p", "q", "e", "effect (95% CI)", "n", "verdict",
+                  title="Verdicts", caption="p: model-level p-value; q: after FDR control "
+                  "across suspects; e: anytime-valid monitoring e-value (alarm at 1/alpha); "
+                  "effect: control SDs above the controls; n: canaries")
+    for v in verdicts:
+        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
+        style = "bold red" if v.significant else None
+        table.add_row(names[v.suspect_id] + (f" ({v.segment})" if v.segment else ""),
+                      names[v.protected_id], _fmt(v.p_value, ".2g"), _fmt(v.q_value, ".2g"),
+                      _fmt(v.e_value, ".2g"), ci, str(v.n_canaries), plain_words(v, alpha), style=style)
+    return table
+
+
+def verdict_json(v: Verdict, names: dict[int, str]) -> dict[str, object]:
+    return {
+        "suspect": names[v.suspect_id], "protected": names[v.protected_id],
+        "segment": v.segment, "method": v.method, "p_value": v.p_value, "q_value": v.q_value,
+        "e_value": v.e_value, "statistic": v.statistic, "effect": v.effect,
+        "effect_ci": [v.effect_low, v.effect_high], "significant": v.significant,
+        "n_canaries": v.n_canaries, "n_samples": v.n_samples, "controls": v.controls,
+        "canaries": v.canaries, "channels": v.channels, "contributions": v.contributions,
+        "params": v.params, "code_version": v.code_version,
+        "created_at": v.created_at.isoformat(),
+    }
+
+
+def analyze(
+    suspect: list[str] = typer.Option(None, "--suspect", "-s", help="Only this suspect "
+                                      "(repeatable; a control name scores it as a pseudo-suspect)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full results as JSON."),
+) -> None:
+    """Test every suspect against every protected model on the stored responses."""
+    from auditor.analysis import analyze_all
+
+    s = settings()
+    st = store()
+    try:
+        with st.session() as session:
+            sync_endpoints(session, s)
+            verdicts = analyze_all(session, s, suspects=suspect or None)
+            names = {e.id: e.name for e in session.query(Endpoint)}
+    finally:
+        st.close()
+    if as_json:
+        print(json.dumps([verdict_json(v, names) for v in verdicts], indent=2))
+        return
+    if not verdicts:
+        console.print("no verdicts: no suspect has responses to canaries the protected model "
+                      "also answered (run `auditor fingerprint` and `auditor probe --once`)")
+        return
+    console.print(verdict_table(verdicts, names, s.analysis.alpha))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze)

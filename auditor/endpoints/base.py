@@ -1,0 +1,145 @@
+"""What every endpoint adapter shares: the request, the result, the error, the Protocol.
+
+An adapter makes exactly one HTTP request per ``send`` (no retries: the probe loop owns
+them) and either returns a :class:`Result` or raises :class:`ProbeError` carrying the
+error class that is recorded with the attempt.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ERROR_CLASSES",
+    "RETRYABLE",
+    "Adapter",
+    "ProbeError",
+    "Request",
+    "Result",
+    "classify_status",
+    "request_for",
+]
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from auditor.canary import Canary
+from auditor.config import Endpoint
+
+ERROR_CLASSES = (
+    "timeout",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "connection",
+    "bad_response",
+    "budget",
+    "interrupted",
+    "config",
+)
+RETRYABLE = frozenset({"timeout", "rate_limited", "server_error", "connection", "bad_response"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One canary sample, ready for any wire protocol."""
+
+    messages: list[dict[str, str]]
+    model: str
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def estimated_tokens(self) -> int:
+        """Prompt tokens (about four characters each) plus the most the answer may take."""
+        chars = sum(len(m["content"]) for m in self.messages)
+        return chars // 4 + 4 * len(self.messages) + self.max_tokens
+
+
+@dataclass
+class Result:
+    """What came back from one successful request."""
+
+    text: str
+    raw_body: bytes
+    http_status: int = 200
+    finish_reason: str | None = None
+    reported_model: str | None = None
+    system_fingerprint: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    logprobs: list[Any] | None = None
+    request_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProbeError(Exception):
+    """A request that did not yield a usable answer, with the class we record."""
+
+    def __init__(
+        self,
+        error_class: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        assert error_class in ERROR_CLASSES, error_class
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+        self.headers: Mapping[str, str] = headers or {}
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE
+
+
+def classify_status(status: int) -> str:
+    """HTTP status of a failed request -> error class."""
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    return "client_error"
+
+
+class Adapter(Protocol):
+    """One wire protocol. ``send`` makes one request; it never retries."""
+
+    async def send(self, request: Request) -> Result: ...
+
+    async def aclose(self) -> None: ...
+
+
+def request_for(endpoint: Endpoint, canary: Canary) -> Request:
+    """The request for ``canary`` on ``endpoint``: endpoint decoding, canary overrides."""
+    d, o = endpoint.decoding, canary.decoding
+    wants_logprobs = canary.kind == "logprob" or endpoint.logprobs
+    top = canary.expect.get("top_logprobs") if canary.kind == "logprob" else None
+    return Request(
+        messages=canary.chat(),
+        model=endpoint.model,
+        max_tokens=o.max_tokens if o.max_tokens is not None else d.max_tokens,
+        temperature=o.temperature if o.temperature is not None else d.temperature,
+        top_p=o.top_p if o.top_p is not None else d.top_p,
+        seed=o.seed if o.seed is not None else d.seed,
+        stop=o.stop if o.stop is not None else d.stop,
+        logprobs=wants_logprobs,
+        top_logprobs=int(top) if top else None,
+    )
+
+
+def redact(message: str, secret: str | None) -> str:
+    """An error message safe to store: the key removed, the length bounded."""
+    if secret:
+        message = message.replace(secret, "***")
+    return message[:2000]

@@ -1,0 +1,94 @@
+"""Figures of the report, drawn with matplotlib into self-contained SVG text.
+
+The output is deterministic for the same input (no dates in the metadata, fixed ids), so
+a regenerated report hashes the same.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TimelinePoint", "timeline_svg"]
+
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    at: datetime
+    p_value: float | None = None
+    e_value: float | None = None
+    effect: float | None = None
+    effect_low: float | None = None
+    effect_high: float | None = None
+
+
+def _neglog10(p: float | None) -> float | None:
+    if p is None or not math.isfinite(p):
+        return None
+    return -math.log10(max(p, 1e-300))
+
+
+def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
+    """Two stacked panels over time: the evidence against independence (-log10 p, and
+    log10 e-value when there is one), and the effect size with its interval."""
+    points = sorted(points, key=lambda p: p.at)
+    style: dict[str, Any] = {
+        "svg.hashsalt": "canary-auditor",
+        "svg.fonttype": "path",
+        "font.family": "DejaVu Sans",
+        "font.size": 8.5,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+    with plt.rc_context(style):  # type: ignore[arg-type]
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.5, 3.9), sharex=True,
+                                       gridspec_kw={"hspace": 0.18})
+        xs = [p.at for p in points]
+        lp = [_neglog10(p.p_value) for p in points]
+        ax1.plot([x for x, y in zip(xs, lp, strict=True) if y is not None],
+                 [y for y in lp if y is not None], marker="o", ms=3.5, lw=1.4,
+                 color="#1f3a5f", label="−log10 p-value (fixed-sample test)")
+        ev = [(x, math.log10(p.e_value)) for x, p in zip(xs, points, strict=True)
+              if p.e_value is not None and p.e_value > 0]
+        if ev:
+            ax1.plot([x for x, _ in ev], [y for _, y in ev], marker="s", ms=3, lw=1.2,
+                     ls="--", color="#8a5a00", label="log10 e-value (monitoring)")
+        ax1.axhline(-math.log10(alpha), color="#9b1c1c", lw=0.9, ls=":",
+                    label=f"threshold α = {alpha:g}")
+        ax1.set_ylabel("evidence")
+        ax1.legend(loc="upper left", frameon=False, fontsize=7.5)
+        ax1.grid(axis="y", color="#dddddd", lw=0.5)
+
+        eff = [(x, p) for x, p in zip(xs, points, strict=True) if p.effect is not None]
+        if eff:
+            ex = [x for x, _ in eff]
+            ax2.plot(ex, [p.effect for _, p in eff], marker="o", ms=3.5, lw=1.4,
+                     color="#1f3a5f", label="effect size (similarity gap)")
+            band = [(x, p) for x, p in eff
+                    if p.effect_low is not None and p.effect_high is not None]
+            if band:
+                ax2.fill_between([x for x, _ in band], [p.effect_low for _, p in band],
+                                 [p.effect_high for _, p in band], color="#1f3a5f", alpha=0.15,
+                                 lw=0, label="95% interval")
+        ax2.axhline(0.0, color="#555555", lw=0.8)
+        ax2.set_ylabel("effect")
+        ax2.legend(loc="upper left", frameon=False, fontsize=7.5)
+        ax2.grid(axis="y", color="#dddddd", lw=0.5)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+        ax2.xaxis.set_major_locator(locator)
+        ax2.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        fig.align_ylabels()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,611 @@
+"""The evidentiary report: what the verdict used, gathered from the store, and rendered.
+
+``build_context`` reads the newest verdict for a suspect (and protected model) within a
+time window, every response that verdict used with its attempt, cycle and ledger
+position, the registry commitment covering the canaries, and the verdict history for the
+timeline. Nothing here writes: ``auditor.bundle`` turns the context into files, signs
+and timestamps them.
+
+Secrecy: a canary's prompt appears only when it is unsealed (``--unseal``) or declared
+``secret: false`` in its content; otherwise it is named by id and salted commitment.
+Responses (answers) appear. API keys are never read here. Raw response bodies and error
+messages stay in the store (only their SHA-256 travels), since either may echo a prompt.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ReportContext",
+    "ReportRequest",
+    "build_context",
+    "render_html",
+    "render_pdf",
+    "select_verdict",
+    "template_environment",
+    "templates_dir",
+    "verify_steps",
+]
+
+import getpass
+import math
+import socket
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from auditor import __version__
+from auditor.config import Settings
+from auditor.errors import AuditorError, Problem
+from auditor.figures import TimelinePoint, timeline_svg
+from auditor.registry import UnsealedCanary, unseal
+from auditor.store.ledger import ledger_record
+from auditor.store.models import (
+    Attempt,
+    CanaryVersion,
+    Cycle,
+    Endpoint,
+    LedgerHead,
+    MonitorState,
+    RegistryCommit,
+    Response,
+    Verdict,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def templates_dir() -> Path:
+    return ROOT / "reports" / "templates"
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    suspect: str
+    protected: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    unseal: tuple[str, ...] = ()
+    top: int = 5
+
+
+@dataclass
+class ReportContext:
+    """Everything a report says. ``data`` is JSON-ready and feeds the templates."""
+
+    data: dict[str, Any]
+    evidence: list[dict[str, Any]]
+    canaries: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    timeline_svg: str
+    verdict_id: int
+    suspect_id: int
+    protected_id: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).isoformat() if t is not None else None
+
+
+def _endpoint(session: Session, name: str) -> Endpoint:
+    ep = session.scalars(select(Endpoint).where(Endpoint.name == name)).first()
+    if ep is None:
+        known = ", ".join(session.scalars(select(Endpoint.name))) or "none"
+        raise AuditorError(f"no endpoint named {name!r} in the store (known: {known})",
+                           [Problem("unknown endpoint", fix="check the name in auditor.toml")])
+    return ep
+
+
+def select_verdict(session: Session, req: ReportRequest) -> tuple[Verdict, Endpoint, Endpoint]:
+    """The newest verdict for the suspect (and protected model) created within the window."""
+    suspect = _endpoint(session, req.suspect)
+    q = select(Verdict).where(Verdict.suspect_id == suspect.id)
+    if req.protected:
+        q = q.where(Verdict.protected_id == _endpoint(session, req.protected).id)
+    if req.since:
+        q = q.where(Verdict.created_at >= req.since)
+    if req.until:
+        q = q.where(Verdict.created_at <= req.until)
+    verdict = session.scalars(q.order_by(Verdict.created_at.desc(), Verdict.id.desc())).first()
+    if verdict is None:
+        against = f" against {req.protected!r}" if req.protected else ""
+        raise AuditorError(
+            f"no verdict for suspect {req.suspect!r}{against} in the chosen window",
+            [Problem("the report presents a stored analysis; there is none yet",
+                     fix="run `auditor analyze` first (or widen --since/--until)")])
+    protected = session.get(Endpoint, verdict.protected_id)
+    assert protected is not None
+    return verdict, suspect, protected
+
+
+def verdict_record(v: Verdict, names: dict[int, str]) -> dict[str, Any]:
+    """The verdict row as JSON, endpoint ids resolved to names."""
+    return {
+        "id": v.id, "suspect": names.get(v.suspect_id), "protected": names.get(v.protected_id),
+        "method": v.method, "params": v.params or {}, "statistic": v.statistic,
+        "p_value": v.p_value,
+        "q_value": v.q_value, "e_value": v.e_value, "effect": v.effect,
+        "effect_low": v.effect_low, "effect_high": v.effect_high, "n_canaries": v.n_canaries,
+        "n_samples": v.n_samples, "canaries": v.canaries or [], "controls": v.controls or [],
+        "contributions": v.contributions or [], "channels": v.channels or {}, "segment": v.segment,
+        "significant": bool(v.significant), "code_version": v.code_version,
+        "created_at": _iso(v.created_at),
+    }
+
+
+def _canary_id(item: Any) -> str:
+    return str(item.get("canary_id") if isinstance(item, dict) else item)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _trigrams(text: str) -> Counter[str]:
+    t = " ".join(text.lower().split())
+    return Counter(t[i:i + 3] for i in range(max(len(t) - 2, 1)))
+
+
+def similarity(a: str, b: str) -> float:
+    """Cosine of character-trigram counts: a plain, explainable measure for display."""
+    ca, cb = _trigrams(a), _trigrams(b)
+    dot = sum(n * cb.get(g, 0) for g, n in ca.items())
+    na = math.sqrt(sum(n * n for n in ca.values()))
+    nb = math.sqrt(sum(n * n for n in cb.values()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def _software() -> dict[str, Any]:
+    info: dict[str, Any] = {"name": "canary-auditor", "version": __version__,
+                            "git_commit": None, "git_dirty": None}
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout.strip()
+        info["git_commit"], info["git_dirty"] = head or None, bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _covering_commit(session: Session, version_ids: set[int]) -> tuple[RegistryCommit | None, bool]:
+    """The earliest registry commit holding every version used (proves they were fixed by
+    then); else the newest commit, flagged as not covering."""
+    commits = list(session.scalars(select(RegistryCommit).order_by(RegistryCommit.id)))
+    for rc in commits:
+        if version_ids <= set(rc.leaves):
+            return rc, True
+    return (commits[-1] if commits else None), False
+
+
+def _is_public(content: dict[str, Any]) -> bool:
+    return content.get("secret", True) is False
+
+
+def _prompt_messages(content: dict[str, Any]) -> list[dict[str, str]]:
+    if content.get("messages"):
+        return [{"role": m["role"], "content": m["content"]} for m in content["messages"]]
+    return [{"role": "user", "content": str(content.get("prompt", ""))}]
+
+
+def _timeline(session: Session, verdict: Verdict, req: ReportRequest) -> list[TimelinePoint]:
+    q = select(Verdict).where(Verdict.suspect_id == verdict.suspect_id,
+                              Verdict.protected_id == verdict.protected_id,
+                              Verdict.created_at <= verdict.created_at)
+    if req.since:
+        q = q.where(Verdict.created_at >= req.since)
+    pts = [TimelinePoint(v.created_at, v.p_value, v.e_value, v.effect, v.effect_low,
+                         v.effect_high) for v in session.scalars(q.order_by(Verdict.created_at))]
+    state = session.scalars(select(MonitorState).where(
+        MonitorState.suspect_id == verdict.suspect_id,
+        MonitorState.protected_id == verdict.protected_id)).first()
+    history = (state.state or {}).get("history") if state is not None else None
+    if isinstance(history, list):  # e-process history, when the monitor keeps one
+        for h in history:
+            t = _parse_time(h.get("at") or h.get("time") or h.get("t")) if isinstance(h, dict) \
+                else None
+            e = h.get("e_value") if isinstance(h, dict) else None
+            if t is not None and isinstance(e, int | float) and t <= verdict.created_at:
+                pts.append(TimelinePoint(t, None, float(e)))
+    return pts
+
+
+def build_context(
+    session: Session, settings: Settings, req: ReportRequest, now: datetime | None = None
+) -> ReportContext:
+    """Gathers the verdict, its evidence and everything the report says about it."""
+    now = now or datetime.now(UTC)
+    verdict, suspect, protected = select_verdict(session, req)
+    endpoints = {e.id: e for e in session.scalars(select(Endpoint))}
+    names = {i: e.name for i, e in endpoints.items()}
+    vrec = verdict_record(verdict, names)
+    by_name = {e.name: e for e in endpoints.values()}
+    control_names = [str(c) for c in vrec["controls"]]
+    controls = [by_name[c] for c in control_names if c in by_name]
+    missing_controls = [c for c in control_names if c not in by_name]
+    involved = [protected, suspect, *controls]
+    roles = {protected.id: "protected", suspect.id: "suspect"}
+    roles.update({c.id: "control" for c in controls})
+
+    canary_ids = [_canary_id(c) for c in vrec["canaries"]]
+    wanted = set(canary_ids)
+    pinned = {str(c["canary_id"]): int(c["canary_version"]) for c in vrec["contributions"]
+              if isinstance(c, dict) and c.get("canary_version") is not None}
+    params = verdict.params or {}
+    since = max([t for t in (req.since, _parse_time(params.get("since"))) if t], default=None)
+    until = min([t for t in (req.until, _parse_time(params.get("until")), verdict.created_at)
+                 if t])
+    max_seq = params.get("last_response_seq")
+
+    q = (select(Response, Attempt, Cycle, CanaryVersion)
+         .join(Attempt, Response.attempt_id == Attempt.id)
+         .join(Cycle, Attempt.cycle_id == Cycle.id)
+         .join(CanaryVersion, Response.canary_version_id == CanaryVersion.id)
+         .where(Response.endpoint_id.in_([e.id for e in involved]),
+                Response.collected_at <= until)
+         .order_by(Response.seq))
+    if since is not None:
+        q = q.where(Response.collected_at >= since)
+    if isinstance(max_seq, int):
+        q = q.where(Response.seq <= max_seq)
+    evidence: list[dict[str, Any]] = []
+    answers: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    versions: dict[int, CanaryVersion] = {}
+    for resp, att, cyc, cv in session.execute(q).tuples():
+        if cv.canary_id not in wanted:
+            continue
+        if cv.canary_id in pinned and cv.version != pinned[cv.canary_id]:
+            continue
+        versions[cv.id] = cv
+        ep = endpoints[resp.endpoint_id]
+        source = (cyc.summary or {}).get("source") if isinstance(cyc.summary, dict) else None
+        row: dict[str, Any] = {
+            "seq": resp.seq,
+            "response_id": resp.id,
+            "record": ledger_record(resp, ep, cv),
+            "record_hash": resp.record_hash,
+            "prev_chain": resp.prev_chain,
+            "chain": resp.chain,
+            "endpoint": {"name": ep.name, "role": roles.get(ep.id, ep.role),
+                         "provider": ep.provider, "model": ep.model, "base_url": ep.base_url,
+                         "config_hash": ep.config_hash},
+            "canary": {"canary_id": cv.canary_id, "version": cv.version, "kind": cv.kind,
+                       "commitment": cv.commitment},
+            "attempt": {"id": att.id, "cycle_id": cyc.id, "cycle_kind": cyc.kind,
+                        "cycle_source": source, "status": att.status, "tries": att.tries,
+                        "http_status": att.http_status, "error_class": att.error_class,
+                        "latency_ms": att.latency_ms, "request_id": att.request_id,
+                        "claimed_by": att.claimed_by, "started_at": _iso(att.started_at),
+                        "finished_at": _iso(att.finished_at)},
+        }
+        if resp.logprobs is not None:
+            row["logprobs"] = resp.logprobs
+        evidence.append(row)
+        answers.setdefault((cv.canary_id, ep.id), []).append(row)
+
+    # registry commitment and unsealing
+    rc, covering = _covering_commit(session, set(versions))
+    unknown = [u for u in req.unseal if u not in wanted]
+    if unknown:
+        raise AuditorError(f"--unseal names canaries this verdict did not use: {unknown}",
+                           [Problem("only canaries behind the verdict can be unsealed here",
+                                    fix=f"choose among: {', '.join(sorted(wanted)[:10])} ...")])
+    unsealed: dict[int, UnsealedCanary] = {}
+    for cv in versions.values():
+        if cv.canary_id in req.unseal or _is_public(cv.content):
+            if rc is None or cv.id not in rc.leaves:
+                raise AuditorError(
+                    f"canary {cv.canary_id!r} version {cv.version} is in no registry commit, "
+                    "so it cannot be unsealed with a proof",
+                    [Problem("unsealing proves content against a committed root",
+                             fix="run `auditor canaries commit`, then analyse and report again")])
+            unsealed[cv.id] = unseal(session, rc, cv.id)
+    canaries = []
+    for cv in sorted(versions.values(), key=lambda v: (v.canary_id, v.version)):
+        u = unsealed.get(cv.id)
+        canaries.append({
+            "canary_id": cv.canary_id, "version": cv.version, "kind": cv.kind,
+            "commitment": cv.commitment, "content_hash": cv.content_hash,
+            "public": _is_public(cv.content), "in_registry_root": bool(rc and cv.id in rc.leaves),
+            "unsealed": u.as_dict() if u is not None else None,
+        })
+    shown = {cv.canary_id: cv for cv in versions.values() if cv.id in unsealed}
+
+    # the strongest canaries, side by side
+    strongest = []
+    ranked = [c for c in vrec["contributions"] if isinstance(c, dict)] or \
+        [{"canary_id": c} for c in canary_ids]
+    for rank, contrib in enumerate(ranked[: req.top], start=1):
+        cid = str(contrib.get("canary_id"))
+
+        def first(ep_id: int, cid: str = cid) -> dict[str, Any] | None:
+            rows = answers.get((cid, ep_id))
+            return rows[0] if rows else None
+
+        def samples(ep_id: int, cid: str = cid) -> int:
+            return len(answers.get((cid, ep_id), []))
+
+        p_row, s_row = first(protected.id), first(suspect.id)
+        p_text = p_row["record"]["text"] if p_row else ""
+        best: tuple[float, Endpoint | None, dict[str, Any] | None] = (-1.0, None, None)
+        for c in controls:
+            c_row = first(c.id)
+            if c_row is None:
+                continue
+            if contrib.get("nearest_control") == c.name:
+                best = (similarity(p_text, c_row["record"]["text"]), c, c_row)
+                break
+            sim = similarity(p_text, c_row["record"]["text"])
+            if sim > best[0]:
+                best = (sim, c, c_row)
+        extras = {k: v for k, v in contrib.items()
+                  if k not in {"canary_id", "canary_version", "contribution", "nearest_control"}
+                  and isinstance(v, int | float | str | bool)}
+        cv_shown = shown.get(cid)
+        strongest.append({
+            "rank": rank, "canary_id": cid, "version": contrib.get("canary_version"),
+            "contribution": contrib.get("contribution"), "extras": extras,
+            "prompt": _prompt_messages(cv_shown.content) if cv_shown is not None else None,
+            "commitment": next((c["commitment"] for c in canaries if c["canary_id"] == cid), None),
+            "protected": _answer(p_row, samples(protected.id)),
+            "suspect": _answer(s_row, samples(suspect.id)),
+            "control": _answer(best[2], samples(best[1].id) if best[1] else 0),
+            "control_name": best[1].name if best[1] else None,
+            "sim_suspect": round(similarity(p_text, s_row["record"]["text"]), 3)
+            if s_row and p_row else None,
+            "sim_control": round(best[0], 3) if best[1] and p_row else None,
+        })
+
+    # chain of custody
+    custody_eps = []
+    for ep in involved:
+        rows = [r for r in evidence if r["endpoint"]["name"] == ep.name]
+        times = [r["record"]["collected_at"] for r in rows]
+        custody_eps.append({
+            "name": ep.name, "role": roles[ep.id], "provider": ep.provider, "model": ep.model,
+            "base_url": ep.base_url, "config_hash": ep.config_hash, "responses": len(rows),
+            "first": min(times) if times else None, "last": max(times) if times else None,
+            "reported_models": sorted({r["record"]["reported_model"] for r in rows
+                                       if r["record"]["reported_model"]}),
+            "fingerprints": sorted({r["record"]["system_fingerprint"] for r in rows
+                                    if r["record"]["system_fingerprint"]}),
+            "request_ids": sum(1 for r in rows if r["attempt"]["request_id"]),
+        })
+    cycles: dict[int, dict[str, Any]] = {}
+    for r in evidence:
+        a = r["attempt"]
+        run = cycles.setdefault(a["cycle_id"], {
+            "id": a["cycle_id"], "kind": a["cycle_kind"], "source": a["cycle_source"],
+            "endpoint": r["endpoint"]["name"], "responses": 0, "collectors": set(),
+            "first": r["record"]["collected_at"], "last": r["record"]["collected_at"],
+            "first_seq": r["seq"], "last_seq": r["seq"]})
+        run["responses"] += 1
+        run["last"] = max(run["last"], r["record"]["collected_at"])
+        run["first"] = min(run["first"], r["record"]["collected_at"])
+        run["last_seq"] = max(run["last_seq"], r["seq"])
+        if a["claimed_by"]:
+            run["collectors"].add(a["claimed_by"])
+    cycle_rows = []
+    for run in sorted(cycles.values(), key=lambda x: x["first_seq"]):
+        stored_cycle = session.get(Cycle, run["id"])
+        run["collectors"] = sorted(run["collectors"])
+        run["registry_root"] = stored_cycle.registry_root if stored_cycle else None
+        cycle_rows.append(run)
+
+    head = session.get(LedgerHead, 1)
+    first_collected = min((r["record"]["collected_at"] for r in evidence), default=None)
+    first_dt = _parse_time(first_collected)
+    timeline = _timeline(session, verdict, req)
+    alpha = float(params.get("alpha", settings.analysis.alpha))
+    data: dict[str, Any] = {
+        "title": f"Provenance test of model endpoint “{suspect.name}”",
+        "created_at": _iso(now),
+        "operator": _operator(),
+        "request": {"suspect": req.suspect, "protected": req.protected,
+                    "since": _iso(req.since), "until": _iso(req.until),
+                    "unseal": list(req.unseal)},
+        "window": {"since": _iso(since), "until": _iso(until)},
+        "verdict": vrec,
+        "alpha": alpha,
+        "seeds": {k: v for k, v in params.items() if "seed" in k.lower()},
+        "suspect": _ep_dict(suspect), "protected": _ep_dict(protected),
+        "controls": [_ep_dict(c) for c in controls],
+        "missing_controls": missing_controls,
+        "n_evidence": len(evidence),
+        "n_canaries_evidence": len({r["canary"]["canary_id"] for r in evidence}),
+        "first_collected": first_collected,
+        "last_collected": max((r["record"]["collected_at"] for r in evidence), default=None),
+        "registry": {
+            "root": rc.root if rc else None, "commit_id": rc.id if rc else None,
+            "committed_at": _iso(rc.created_at) if rc else None,
+            "size": len(rc.leaves) if rc else 0, "covers_all": covering,
+            "before_collection": bool(rc is not None and first_dt is not None
+                                      and rc.created_at <= first_dt),
+        },
+        "ledger_head": {"seq": head.seq if head else 0, "chain": head.chain if head else None},
+        "software": _software(),
+        "config_hash": settings.config_hash(),
+        "strongest": strongest,
+        "custody": {"endpoints": custody_eps, "cycles": cycle_rows},
+        "canary_summary": {"total": len(canaries), "unsealed": len(unsealed),
+                           "public": sum(1 for c in canaries if c["public"])},
+        "timeline_points": len(timeline),
+    }
+    return ReportContext(
+        data=data, evidence=evidence, canaries=canaries, verdict=vrec,
+        timeline_svg=timeline_svg(timeline, alpha), verdict_id=verdict.id,
+        suspect_id=suspect.id, protected_id=protected.id)
+
+
+def _ep_dict(ep: Endpoint) -> dict[str, Any]:
+    return {"name": ep.name, "role": ep.role, "provider": ep.provider, "model": ep.model,
+            "base_url": ep.base_url}
+
+
+def _answer(row: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"text": row["record"]["text"], "seq": row["seq"], "record_hash": row["record_hash"],
+            "collected_at": row["record"]["collected_at"], "samples": n,
+            "request_id": row["attempt"]["request_id"], "endpoint": row["endpoint"]["name"]}
+
+
+# ---------------------------------------------------------------- rendering
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value a lawyer can read: 0.031, or 3.2 × 10⁻⁶."""
+    if p is None or (isinstance(p, float) and not math.isfinite(p)):
+        return "n/a"
+    if p >= 0.001:
+        return f"{p:.3f}"
+    mant, exp = f"{p:.1e}".split("e")
+    return f"{mant} × 10{str(int(exp)).translate(_SUPERSCRIPT)}"
+
+
+def fmt_odds(p: float | None) -> str:
+    if p is None or p <= 0 or p >= 0.5:
+        return ""
+    n = 1 / p
+    if n >= 1e12:
+        return "less than 1 in a trillion"
+    return f"about 1 in {_round_sig(n):,}"
+
+
+def _round_sig(x: float, sig: int = 2) -> int:
+    if x < 100:
+        return int(round(x))
+    digits = int(math.floor(math.log10(x))) - sig + 1
+    return int(round(x / 10 ** digits) * 10 ** digits)
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return "n/a"
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+            return f"{x:.{digits - 1}e}"
+        return f"{x:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{x:.{digits}f}" else str(x)
+    return str(x)
+
+
+def fmt_time(value: str | None) -> str:
+    t = _parse_time(value)
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "n/a"
+
+
+def fmt_short(value: str | None) -> str:
+    t = _parse_time(value)
+    return t.strftime("%Y-%m-%d %H:%M") if t else "n/a"
+
+
+def fmt_date(value: str | None) -> str:
+    t = _parse_time(value)
+    return t.strftime("%B %-d, %Y") if t else "n/a"
+
+
+def chunk(value: str | None, size: int = 16) -> str:
+    """A long hash in groups, so it wraps between groups and stays readable."""
+    if not value:
+        return "n/a"
+    return " ".join(value[i:i + size] for i in range(0, len(value), size))
+
+
+def template_environment() -> Environment:
+    """Jinja2 over ``reports/templates`` with the report's number and time filters."""
+    env = Environment(loader=FileSystemLoader(str(templates_dir())),
+                      autoescape=select_autoescape(["html", "html.j2", "xml"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(p=fmt_p, odds=fmt_odds, num=fmt_num, time=fmt_time, short=fmt_short,
+                       date=fmt_date, chunk=chunk)
+    env.globals["verify_steps"] = verify_steps
+    return env
+
+
+_RECHECK = """python3 - <<'EOF'
+import hashlib, json
+for n, line in enumerate(open("evidence.jsonl", encoding="utf-8"), 1):
+    row = json.loads(line)
+    record = json.dumps(row["record"], sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=False).encode("utf-8")
+    assert hashlib.sha256(record).hexdigest() == row["record_hash"], f"line {n}: record"
+    link = (row["prev_chain"] + row["record_hash"]).encode("ascii")
+    assert hashlib.sha256(link).hexdigest() == row["chain"], f"line {n}: chain"
+print("every record hash and chain link checks out")
+EOF"""
+
+
+def verify_steps(timestamped: bool) -> list[tuple[str, str]]:
+    """(what it proves, shell command) pairs, run inside the unpacked bundle directory."""
+    steps = [
+        ("Every file matches the list of hashes (prints OK per file).",
+         "sha256sum -c SHA256SUMS"),
+        ("The list of hashes and the manifest were signed by the key in signer.pub "
+         "(each prints \"Signature Verified Successfully\").",
+         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in SHA256SUMS "
+         "-sigfile SHA256SUMS.sig\n"
+         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in manifest.json "
+         "-sigfile manifest.sig"),
+        ("The key is the auditor's: its fingerprint equals the one printed on page 1.",
+         "openssl pkey -pubin -in signer.pub -outform DER | sha256sum"),
+        ("The manifest is the one this report names: its hash equals the one on page 1.",
+         "sha256sum manifest.json"),
+    ]
+    if timestamped:
+        steps.append((
+            "An independent authority saw the manifest at the stated time. Use the "
+            "authority's root certificate obtained from the authority itself in place of "
+            "tsa-ca.pem for full independence.",
+            "openssl ts -verify -data manifest.json -in manifest.tsr -CAfile tsa-ca.pem"))
+    steps.append(("Each response's record hashes to its record_hash, and each chain link is "
+                  "the SHA-256 of the previous link followed by the record hash.", _RECHECK))
+    steps.append(("Or all of the above, plus each unsealed canary's Merkle proof, with the "
+                  "auditor (exits non-zero and names the first file that fails).",
+                  "auditor verify BUNDLE_DIR_OR_ZIP"))
+    return steps
+
+
+def render_html(ctx: ReportContext, bundle: dict[str, Any]) -> str:
+    """The report as one self-contained HTML document (figures inline as data URIs)."""
+    import base64
+
+    figure = "data:image/svg+xml;base64," + base64.b64encode(
+        ctx.timeline_svg.encode("utf-8")).decode("ascii")
+    return template_environment().get_template("report.html.j2").render(
+        r=ctx.data, v=ctx.verdict, canaries=ctx.canaries, bundle=bundle, figure=figure)
+
+
+def render_pdf(html: str) -> bytes:
+    """Prints the HTML to PDF with WeasyPrint (paged media CSS in the template)."""
+    from weasyprint import HTML
+
+    pdf = HTML(string=html, base_url=str(templates_dir())).write_pdf()
+    assert pdf is not None
+    return bytes(pdf)

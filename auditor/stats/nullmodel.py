@@ -1,0 +1,78 @@
+"""The model-level null: the suspect is exchangeable with the independent controls.
+
+Every channel reduces a model to one number per (model, protected) pair: how much it
+behaves like the protected model. Under the null the suspect's number is one more draw
+from the distribution the controls' numbers come from. With ``m`` controls, a rank
+p-value cannot go below ``1/(m+1)``, so the controls' numbers are modelled as normal and
+the suspect is compared with them through a Student-t prediction interval::
+
+    t = (x_S - mean(x_C)) / (sd(x_C) * sqrt(1 + 1/m)),   p = P(T_{m-1} >= t)
+
+which is exact when the numbers are i.i.d. normal, whatever the number of canaries. When
+several representations are combined, each is standardised by the controls and averaged
+(``composite``); a control's composite is computed against the *other* controls
+(leave-one-out), so the suspect and every control are scored the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["prediction_pvalue", "composite_scores", "MIN_CONTROLS"]
+
+MIN_CONTROLS = 3
+
+
+def prediction_pvalue(x: float, null: np.ndarray) -> tuple[float, float]:
+    """One-sided p-value and t statistic of ``x`` against the control values ``null``."""
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    m = null.size
+    if m < MIN_CONTROLS:
+        raise ValueError(f"need at least {MIN_CONTROLS} controls with data, got {m}")
+    if not np.isfinite(x):
+        return 1.0, float("nan")
+    sd = float(np.std(null, ddof=1))
+    if sd <= 0:
+        sd = 1e-12
+    t = (x - float(np.mean(null))) / (sd * np.sqrt(1.0 + 1.0 / m))
+    return float(stats.t.sf(t, m - 1)), float(t)
+
+
+def _z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    mu = np.nanmean(ref, axis=0)
+    sd = np.nanstd(ref, axis=0, ddof=1)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    return (values - mu) / sd
+
+
+def composite_scores(
+    suspect: np.ndarray, controls: np.ndarray, symmetric: bool = False
+) -> tuple[float, np.ndarray]:
+    """Composite of several per-representation values.
+
+    ``suspect``: shape (R,); ``controls``: shape (m, R). The suspect's composite is the
+    mean over R of its z-scores against the m controls; a control's composite is its
+    z-score against the other m-1 controls (``symmetric=False``, the default) or against
+    the other m-1 controls *and the suspect* (``symmetric=True``).
+
+    The default makes each control's composite slightly more dispersed than the
+    suspect's under the null, so the p-value is conservative (super-uniform); measured on
+    the real-output benchmark it keeps FPR under alpha where the symmetric form (exactly
+    exchangeable, uniform on Gaussian simulations) does not, because real independent
+    models have a heavier upper tail than the normal model assumes.
+    """
+    suspect = np.asarray(suspect, dtype=np.float64)
+    controls = np.asarray(controls, dtype=np.float64)
+    if suspect.size == 1:  # one representation: the raw values are already comparable
+        return float(suspect[0]), controls[:, 0].copy()
+    m = controls.shape[0]
+    zs = float(np.nanmean(_z(suspect, controls)))
+    zc = np.empty(m)
+    for j in range(m):
+        rest = np.delete(controls, j, axis=0)
+        if symmetric:
+            rest = np.vstack([rest, suspect[None, :]])
+        zc[j] = np.nanmean(_z(controls[j], rest))
+    return zs, zc

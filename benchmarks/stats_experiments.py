@@ -1,0 +1,131 @@
+"""Run the provenance-bench protocol directly on ``auditor.stats`` (no database).
+
+    .venv/bin/python -m benchmarks.stats_experiments --budgets 50 100 200 400 --seeds 5
+
+For each canary budget N and seed: draw N prompts answered by every involved model,
+score every case (suspect vs protected, the cases file's controls as the null) and every
+control as a pseudo-suspect against each protected model (that control left out of the
+pool), then print AUROC of -log10(p), TPR and FPR at alpha.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from auditor.stats.provenance import DEFAULT_REPS, provenance_test
+from auditor.stats.similarity import canary_similarities
+
+from .bench_data import (
+    CasesFile,
+    bench_available,
+    common_prompt_ids,
+    draw_canaries,
+    load_cases,
+    load_outputs,
+)
+
+__all__ = ["auroc", "jobs", "run_budget", "main"]
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    gt = (pos[:, None] > neg[None, :]).mean()
+    eq = (pos[:, None] == neg[None, :]).mean()
+    return float(gt + 0.5 * eq)
+
+
+def jobs(cf: CasesFile) -> list[tuple[str, str, list[str], int]]:
+    """(protected, suspect, controls, label): the cases, then controls as pseudo-suspects."""
+    out = [
+        (
+            c.protected,
+            c.suspect,
+            [k for k in cf.controls if k not in (c.protected, c.suspect)],
+            c.label,
+        )
+        for c in cf.cases
+    ]
+    for p in cf.protected_models():
+        for c in cf.controls:
+            if c != p:
+                out.append((p, c, [k for k in cf.controls if k not in (c, p)], 0))
+    return out
+
+
+def run_budget(
+    cf: CasesFile,
+    n: int,
+    seed: int,
+    reps: tuple[str, ...],
+    n_boot: int = 0,
+    symmetric: bool = False,
+    residual: bool = True,
+) -> list[tuple[str, str, int, float]]:
+    models = cf.models()
+    ids = common_prompt_ids(models)
+    canaries = draw_canaries(ids, n, seed)
+    outs = {m: load_outputs(m) for m in models}
+    responses = {m: {c: [outs[m][c]] for c in canaries} for m in models}
+    sim = canary_similarities(responses, canaries, reps=reps)
+    rows = []
+    for p, s, ctrl, y in jobs(cf):
+        r = provenance_test(
+            sim, p, s, ctrl, reps=reps, seed=seed, n_boot=n_boot, symmetric=symmetric,
+            residual=residual,
+        )
+        rows.append((p, s, y, r.p_value))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 400])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--reps", nargs="+", default=list(DEFAULT_REPS))
+    ap.add_argument("--cases", type=Path, default=None)
+    ap.add_argument("--symmetric", action="store_true", help="exactly exchangeable composite")
+    ap.add_argument("--no-residual", action="store_true",
+                    help="leave the residual style correlation out of the composite")
+    ap.add_argument("--per-case", action="store_true", help="print median p per job")
+    args = ap.parse_args(argv)
+    if not bench_available():
+        print("provenance-bench not found (set PROVENANCE_BENCH)", file=sys.stderr)
+        return 2
+    cf = load_cases(args.cases)
+    for n in args.budgets:
+        t0 = time.time()
+        rows = []
+        for seed in range(args.seeds):
+            rows += run_budget(cf, n, seed, tuple(args.reps), symmetric=args.symmetric,
+                               residual=not args.no_residual)
+        y = np.array([r[2] for r in rows])
+        p = np.array([r[3] for r in rows])
+        score = -np.log10(np.clip(p, 1e-300, 1.0))
+        tpr = np.mean(p[y == 1] < args.alpha)
+        fpr = np.mean(p[y == 0] < args.alpha)
+        print(
+            f"canaries={n} AUROC={auroc(score, y):.3f} TPR@{args.alpha}={tpr:.3f} "
+            f"FPR@{args.alpha}={fpr:.3f} cases={len(rows) // args.seeds} "
+            f"seeds={args.seeds} ({time.time() - t0:.0f}s)",
+            flush=True,
+        )
+        if args.per_case:
+            agg: dict[tuple[str, str, int], list[float]] = {}
+            for r in rows:
+                agg.setdefault(r[:3], []).append(r[3])
+            for k, v in agg.items():
+                print(f"   {k[0]:20s} {k[1]:28s} {k[2]} median p={np.median(v):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

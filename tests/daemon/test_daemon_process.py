@@ -1,0 +1,185 @@
+"""``auditor daemon`` as a real subprocess: crash and resume, reload, graceful stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+from daemon.helpers import Proc, canaries, start, wait_for, write_canaries, write_config
+from probe.servers import FakeServer
+from sqlalchemy import func, select
+
+from auditor.store import Store, ledger, open_store
+from auditor.store.models import Attempt, CanaryVersion, Cycle, Heartbeat, Response
+
+
+def _cycles(store: Store) -> list[Cycle]:
+    with store.session() as s:
+        return list(s.scalars(select(Cycle).order_by(Cycle.id)))
+
+
+def _counts(store: Store, cycle_id: int) -> dict[str, int]:
+    with store.session() as s:
+        rows = s.execute(select(Attempt.status, func.count()).where(Attempt.cycle_id == cycle_id)
+                         .group_by(Attempt.status)).tuples().all()
+    return {k: int(v) for k, v in rows}
+
+
+def _key_time(key: str) -> datetime:
+    return datetime.fromisoformat(key.split("@", 1)[1].replace("Z", "+00:00"))
+
+
+def _canary_ids(store: Store, cycle_id: int) -> set[str]:
+    with store.session() as s:
+        return set(s.scalars(select(CanaryVersion.canary_id)
+                             .join(Attempt, Attempt.canary_version_id == CanaryVersion.id)
+                             .where(Attempt.cycle_id == cycle_id)))
+
+
+def test_sigkill_mid_cycle_then_restart_loses_and_duplicates_nothing(
+        tmp_path: Path, procs: list[Proc]) -> None:
+    server = FakeServer(delay=0.1, record=True).start()
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(10, samples=4))  # 40 attempts a cycle
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="3s",
+                           limits={"concurrency": 2})
+        first = start(tmp_path, "daemon", cfg, "first")
+        procs.append(first)
+        wait_for(lambda: first.messages("started"), 30, what="the start", procs=[first])
+        store = open_store(db)
+        try:
+            def mid_cycle() -> int | None:
+                for c in _cycles(store):
+                    n = _counts(store, c.id)
+                    if n.get("ok", 0) >= 5 and n.get("ok", 0) <= 30 and c.status != "done":
+                        return c.id
+                return None
+
+            killed_cycle = wait_for(mid_cycle, 40, 0.02, "a cycle half done", [first])
+            first.kill()
+            killed_at = time.time()
+            with store.session() as s:
+                before = dict(s.execute(
+                    select(Response.attempt_id, Response.chain)).tuples().all())
+            assert 0 < len(before)
+
+            second = start(tmp_path, "daemon", cfg, "second")
+            procs.append(second)
+
+            def resumed_and_two_more() -> bool:
+                cs = _cycles(store)
+                killed = next(c for c in cs if c.id == killed_cycle)
+                later = [c for c in cs if c.status == "done" and c.schedule_key
+                         and _key_time(c.schedule_key).timestamp() > killed_at]
+                return killed.status == "done" and len(later) >= 2
+
+            wait_for(resumed_and_two_more, 60, 0.1, "resume and two later cycles", [second])
+            assert second.stop() == 0
+
+            with store.session() as s:
+                after = dict(s.execute(
+                    select(Response.attempt_id, Response.chain)).tuples().all())
+                statuses = dict(s.execute(select(Attempt.id, Attempt.status)).tuples().all())
+                tries = int(s.scalar(select(func.sum(Attempt.tries))) or 0)
+                check = ledger.verify(s)
+            # Every answer stored before the crash is still there, unchanged.
+            assert all(after.get(a) == chain for a, chain in before.items())
+            # Exactly one response per successful attempt, none for any other.
+            assert set(after) == {a for a, st in statuses.items() if st == "ok"}
+            assert check.ok, check.broken
+            # Requests the server saw: each recorded try, plus at most the two that were in
+            # flight when the first daemon died (sent again after the restart).
+            sent = len(server.requests("/v1/chat/completions"))
+            assert tries <= sent <= tries + 2
+            # Every cycle completed in full, and scheduled cycles are one interval apart.
+            done = [c for c in _cycles(store) if c.status == "done"]
+            for c in done:
+                assert _counts(store, c.id) == {"ok": 40}
+            keys = sorted(_key_time(c.schedule_key) for c in done if c.schedule_key)
+            gaps = [(b - a).total_seconds() for a, b in zip(keys, keys[1:], strict=False)]
+            assert all(g % 3 == 0 for g in gaps)
+            assert len({c.schedule_key for c in _cycles(store)}) == len(_cycles(store))
+        finally:
+            store.close()
+    finally:
+        server.stop()
+
+
+def test_invalid_registry_edit_on_sighup_is_logged_and_the_last_good_one_kept(
+        tmp_path: Path, server: FakeServer, procs: list[Proc]) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    path = write_canaries(tmp_path / "canaries", canaries(3))
+    cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1s")
+    daemon = start(tmp_path, "daemon", cfg, "daemon")
+    procs.append(daemon)
+    wait_for(lambda: daemon.messages("cycle finished"), 30, what="a first cycle",
+             procs=[daemon])
+
+    good = path.read_text()
+    path.write_text(good + "- id: c-bad\n  kind: free_text\n  promt: typo\n")
+    bad_line = len(good.splitlines()) + 3
+    daemon.signal(signal.SIGHUP)
+    failed = wait_for(lambda: daemon.messages(
+        "reload failed: keeping the last good config and registry"), 20,
+        what="the reload error", procs=[daemon])
+    assert any(f"{path}:{bad_line}" in p for p in failed[0]["problems"])
+
+    store = open_store(db)
+    try:
+        seen = len(daemon.messages("cycle finished"))
+        wait_for(lambda: len(daemon.messages("cycle finished")) >= seen + 2, 30,
+                 what="cycles after the bad edit", procs=[daemon])
+        last = _cycles(store)[-2]
+        assert _canary_ids(store, last.id) == {"c000", "c001", "c002"}
+
+        path.write_text(good + "- id: c-new\n  kind: free_text\n  prompt: New one.\n")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: daemon.messages("reloaded"), 20, what="the reload", procs=[daemon])
+        wait_for(lambda: any("c-new" in _canary_ids(store, c.id) for c in _cycles(store)
+                             if c.status == "done"), 30, what="a cycle with the new canary",
+                 procs=[daemon])
+        assert daemon.stop() == 0
+    finally:
+        store.close()
+
+
+def test_sigterm_exits_zero_within_the_grace_period_and_leaves_no_claim(
+        tmp_path: Path, procs: list[Proc]) -> None:
+    server = FakeServer(delay=30.0, record=False).start()  # answers never come in time
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(4))
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1h",
+                           daemon={"shutdown_grace_seconds": 2, "misfire_grace_seconds": 7200},
+                           limits={"timeout_seconds": 60})
+        daemon = start(tmp_path, "daemon", cfg, "daemon")
+        procs.append(daemon)
+        wait_for(lambda: daemon.messages("started"), 30, what="the start", procs=[daemon])
+        store = open_store(db)
+        try:
+            def in_flight() -> bool:
+                with store.session() as s:
+                    return bool(s.scalar(select(func.count()).where(
+                        Attempt.status == "running", Attempt.tries == 0)))
+
+            wait_for(in_flight, 30, 0.05, "requests in flight", [daemon])
+            time.sleep(0.3)  # the requests are on the wire now
+            t0 = time.monotonic()
+            daemon.signal(signal.SIGTERM)
+            code = daemon.popen.wait(20)
+            elapsed = time.monotonic() - t0
+            assert code == 0
+            assert elapsed < 2 + 3  # the grace period, plus a generous margin
+            with store.session() as s:
+                statuses = set(s.scalars(select(Attempt.status)))
+                beat = s.scalars(select(Heartbeat)).one()
+            assert "running" not in statuses
+            assert statuses <= {"planned", "interrupted"}
+            assert beat.status == "stopped"
+        finally:
+            store.close()
+    finally:
+        server.stop()

@@ -1,0 +1,65 @@
+"""Structured logs: one JSON object per line, secrets never written."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auditor.config import Settings
+from auditor.logs import setup_logging
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    yield out
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_auditor_json_handler", False):
+            root.removeHandler(h)
+
+
+def _settings() -> Settings:
+    return Settings.model_validate({"endpoints": [
+        {"name": "ep", "provider": "openai", "model": "m", "role": "suspect",
+         "api_key_env": "TEST_API_KEY"}]})
+
+
+def test_each_record_is_one_json_object_with_its_fields(stream: io.StringIO) -> None:
+    setup_logging(_settings(), stream=stream)
+    logging.getLogger("auditor.test").info("cycle planned", extra={"cycle": 7, "endpoint": "ep"})
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["msg"] == "cycle planned" and record["level"] == "info"
+    assert record["cycle"] == 7 and record["endpoint"] == "ep" and "ts" in record
+
+
+def test_api_key_from_the_named_variable_is_redacted_everywhere(
+        stream: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_API_KEY", "sk-verysecretkey123")
+    setup_logging(_settings(), stream=stream)
+    log = logging.getLogger("auditor.test")
+    log.warning("auth failed with %s", "sk-verysecretkey123",
+                extra={"detail": "header Bearer sk-verysecretkey123"})
+    try:
+        raise RuntimeError("bad key sk-verysecretkey123")
+    except RuntimeError:
+        log.exception("request failed")
+    text = stream.getvalue()
+    assert "sk-verysecretkey123" not in text
+    assert text.count("***") >= 3
+    assert all(json.loads(line) for line in text.splitlines())
+
+
+def test_log_file_receives_the_lines(tmp_path: Path, stream: io.StringIO) -> None:
+    path = tmp_path / "logs" / "auditor.jsonl"
+    setup_logging(_settings(), file=path)
+    logging.getLogger("auditor.test").info("hello")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    assert json.loads(path.read_text().splitlines()[-1])["msg"] == "hello"

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from auditor.stats.choice import choice_test, g_test, js_distance, normalise_choice
+from auditor.stats.identity import identity_test
+from auditor.stats.logprob import kl_divergence, logprob_test, topk_overlap
+
+
+def test_normalise_choice_strips_case_and_punctuation() -> None:
+    assert normalise_choice("  Blue. ") == normalise_choice("blue") == "blue"
+
+
+def test_js_distance_is_zero_for_identical_and_one_for_disjoint_answers() -> None:
+    assert js_distance(["a", "b"], ["b", "a"]) == 0.0
+    assert abs(js_distance(["a"], ["b"]) - 1.0) < 1e-12
+
+
+def test_g_test_rejects_different_distributions_only() -> None:
+    assert g_test(["a"] * 50 + ["b"] * 50, ["a"] * 50 + ["b"] * 50)[1] > 0.9
+    assert g_test(["a"] * 90 + ["b"] * 10, ["a"] * 10 + ["b"] * 90)[1] < 1e-6
+
+
+def _answers(rng: np.random.Generator, probs: np.ndarray, n_canaries: int, k: int) -> dict:
+    return {
+        f"q{i}": list(rng.choice(list("abcdef"), size=k, p=probs[i])) for i in range(n_canaries)
+    }
+
+
+def test_choice_test_detects_a_suspect_copying_the_protected_mode() -> None:
+    rng = np.random.default_rng(0)
+    n = 30
+    pp = rng.dirichlet(np.full(6, 0.3), size=n)
+    controls = {
+        f"C{j}": _answers(rng, rng.dirichlet(np.full(6, 0.3), size=n), n, 10) for j in range(8)
+    }
+    r = choice_test(_answers(rng, pp, n, 10), _answers(rng, pp, n, 10), controls)
+    assert r.p_value < 0.01
+    assert r.per_canary[0][1] >= r.per_canary[-1][1] - 1.0
+
+
+def test_choice_test_pvalue_is_uniform_for_independent_suspects() -> None:
+    rng = np.random.default_rng(1)
+    n = 15
+    ps = []
+    for _ in range(150):
+        pp = rng.dirichlet(np.full(6, 0.5), size=n)
+        others = [_answers(rng, rng.dirichlet(np.full(6, 0.5), size=n), n, 5) for _ in range(9)]
+        controls = {f"C{j}": a for j, a in enumerate(others[1:])}
+        ps.append(choice_test(_answers(rng, pp, n, 5), others[0], controls).p_value)
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def test_identity_test_flags_a_suspect_claiming_the_protected_identity() -> None:
+    pats = [r"\bI am Claude\b", r"made by Anthropic"]
+    suspect = {f"q{i}": ["I am Claude, made by Anthropic."] * 3 for i in range(5)}
+    controls = {
+        f"C{j}": {f"q{i}": ["I am a helpful assistant."] * 3 for i in range(5)} for j in range(5)
+    }
+    r = identity_test(suspect, controls, pats)
+    assert r.p_value < 1e-6 and r.suspect_claims == 15 and len(r.claiming_canaries) == 5
+    assert identity_test(controls["C0"], controls, pats).p_value == 1.0
+
+
+def test_topk_overlap_and_kl_behave_at_the_extremes() -> None:
+    a = {"x": -0.1, "y": -2.5}
+    assert topk_overlap(a, a) == 1.0 and topk_overlap(a, {"z": -1.0}) == 0.0
+    assert abs(kl_divergence(a, a)) < 1e-12 and kl_divergence(a, {"z": 0.0}) > 5
+
+
+def test_logprob_test_detects_shared_next_token_lists() -> None:
+    rng = np.random.default_rng(2)
+    vocab = [f"t{i}" for i in range(200)]
+
+    def model() -> dict:
+        return {
+            f"q{i}": [{t: -float(j) for j, t in enumerate(rng.choice(vocab, 5, replace=False))}]
+            for i in range(40)
+        }
+
+    p = model()
+    s = {k: [dict(list(v[0].items())[:4] + [("zz", -9.0)])] for k, v in p.items()}
+    r = logprob_test(p, s, {f"C{j}": model() for j in range(6)})
+    assert r.p_value < 0.001

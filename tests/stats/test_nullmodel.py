@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from auditor.stats.nullmodel import composite_scores, prediction_pvalue
+
+
+def test_prediction_pvalue_is_uniform_for_an_exchangeable_normal_suspect() -> None:
+    rng = np.random.default_rng(1)
+    ps = [prediction_pvalue(rng.normal(), rng.normal(size=8))[0] for _ in range(3000)]
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def _composite_null_pvalues(symmetric: bool, seed: int, n: int = 3000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cov = np.array([[1.0, 0.6, 0.3], [0.6, 1.0, 0.5], [0.3, 0.5, 1.0]])
+    ps = []
+    for _ in range(n):
+        vals = rng.multivariate_normal(np.zeros(3), cov, size=10)
+        zs, zc = composite_scores(vals[0], vals[1:], symmetric=symmetric)
+        ps.append(prediction_pvalue(zs, zc)[0])
+    return np.array(ps)
+
+
+def test_symmetric_composite_pvalue_is_uniform_under_exchangeable_models() -> None:
+    ps = _composite_null_pvalues(symmetric=True, seed=2)
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def test_default_composite_pvalue_is_conservative_at_every_level() -> None:
+    ps = _composite_null_pvalues(symmetric=False, seed=3)
+    for u in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
+
+
+def test_prediction_pvalue_is_small_for_an_outlying_suspect() -> None:
+    p, t = prediction_pvalue(10.0, np.array([0.0, 1.0, -1.0, 0.5, -0.5]))
+    assert p < 0.01 and t > 5

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from auditor.stats.provenance import provenance_test, text_provenance
+
+CONTROLS = [f"C{i}" for i in range(8)]
+
+
+def test_pvalue_is_uniform_when_the_suspect_is_one_more_independent_model(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    ps = [
+        provenance_test(
+            sim_tensor(rng, 8, 40), "P", "S", CONTROLS, n_boot=0, symmetric=True
+        ).p_value
+        for _ in range(400)
+    ]
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def test_default_pvalue_keeps_false_positives_at_alpha_for_an_independent_suspect(
+    sim_tensor,
+) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(17)
+    ps = np.array(
+        [
+            provenance_test(sim_tensor(rng, 8, 40), "P", "S", CONTROLS, n_boot=0).p_value
+            for _ in range(400)
+        ]
+    )
+    for u in (0.01, 0.05, 0.1):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
+
+
+def test_single_representation_pvalue_is_uniform(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(27)
+    ps = [
+        provenance_test(
+            sim_tensor(rng, 8, 40, reps=("word",)), "P", "S", CONTROLS, n_boot=0
+        ).p_value
+        for _ in range(400)
+    ]
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def test_power_grows_with_the_number_of_canaries(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(8)
+    power = []
+    for n in (5, 20, 80):
+        ps = [
+            provenance_test(
+                sim_tensor(rng, 8, n, derived=0.95, canary_noise=4.0), "P", "S", CONTROLS, n_boot=0
+            ).p_value
+            for _ in range(150)
+        ]
+        power.append(np.mean(np.array(ps) < 0.05))
+    assert power[0] < power[1] < power[2]
+    assert power[2] > 0.5 and power[2] - power[0] > 0.2
+
+
+def test_result_carries_effect_interval_contributions_and_parameters(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(9)
+    r = provenance_test(
+        sim_tensor(rng, 6, 30, derived=0.9), "P", "S", CONTROLS[:6], seed=3, n_boot=50
+    )
+    assert r.effect_ci[0] <= r.effect <= r.effect_ci[1] or r.effect_ci[0] < r.effect_ci[1]
+    assert r.n_canaries == 30 and r.n_samples == 30
+    assert r.controls == tuple(CONTROLS[:6])
+    contrib = [c.contribution for c in r.contributions]
+    assert contrib == sorted(contrib, reverse=True)
+    assert r.params["seed"] == 3
+    assert set(r.channel_p_values) == {"word", "layout", "style"}
+
+
+def test_too_few_controls_is_an_error(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(10)
+    with pytest.raises(ValueError, match="at least"):
+        provenance_test(sim_tensor(rng, 2, 10), "P", "S", ["C0", "C1"])
+
+
+def _synthetic_model(rng: np.random.Generator, vocab: list[str]) -> dict[str, float]:
+    w = rng.dirichlet(np.full(len(vocab), 0.3))
+    return dict(zip(vocab, w, strict=True))
+
+
+def _write(rng: np.random.Generator, model: dict[str, float], canary: int, n: int = 60) -> str:
+    words = list(model)
+    p = np.array(list(model.values()))
+    topic = [f"topic{canary}_{i}" for i in range(3)]
+    out = rng.choice(words + topic, size=n, p=np.concatenate([p * 0.8, [0.2 / 3] * 3]))
+    sep = "\n- " if model[words[0]] > 0.01 else " "
+    return sep.join(" ".join(out[i : i + 10]) for i in range(0, n, 10))
+
+
+def test_text_provenance_detects_a_student_of_synthetic_text() -> None:
+    rng = np.random.default_rng(11)
+    vocab = [f"w{i}" for i in range(300)]
+    teacher = _synthetic_model(rng, vocab)
+    controls = {f"C{i}": _synthetic_model(rng, vocab) for i in range(8)}
+    student = {k: 0.85 * teacher[k] + 0.15 * v for k, v in _synthetic_model(rng, vocab).items()}
+    canaries = [f"q{i}" for i in range(40)]
+
+    def answers(model: dict[str, float]) -> dict[str, list[str]]:
+        return {c: [_write(rng, model, i) for _ in range(2)] for i, c in enumerate(canaries)}
+
+    ctrl = {k: answers(v) for k, v in controls.items()}
+    r = text_provenance(answers(teacher), answers(student), ctrl, n_boot=20)
+    assert r.p_value < 0.01
+    r0 = text_provenance(answers(teacher), answers(_synthetic_model(rng, vocab)), ctrl, n_boot=0)
+    assert r0.p_value > r.p_value
+    assert r.n_samples == 80
+
+
+def _with_style(
+    rng: np.random.Generator,
+    tensor,  # type: ignore[no-untyped-def]
+    derived: float = 0.0,
+    n_features: int = 6,
+    model_effect: float = 1.0,
+):  # type: ignore[no-untyped-def]
+    """Adds raw style rates: canary effect + each model's own reaction to each canary + noise.
+
+    S's reaction is ``derived * P's + sqrt(1 - derived**2) * its own``; with derived == 0 it
+    is one more independent model (exchangeable with the controls).
+    """
+    from dataclasses import replace
+
+    q, m = tensor.counts.shape
+    canary = rng.normal(size=(q, 1, n_features)) * 2.0
+    react = rng.normal(size=(q, m, n_features)) * model_effect
+    react[:, 1] = derived * react[:, 0] + np.sqrt(1 - derived**2) * react[:, 1]
+    level = rng.normal(size=(1, m, n_features)) * 0.5
+    style = canary + react + level + rng.normal(size=(q, m, n_features))
+    return replace(tensor, style=style)
+
+
+def test_residual_channel_joins_the_composite_when_style_rates_are_present(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(12)
+    st = _with_style(rng, sim_tensor(rng, 6, 30))
+    r = provenance_test(st, "P", "S", CONTROLS[:6], n_boot=20)
+    assert set(r.channel_p_values) == {"word", "layout", "style", "style_residual"}
+    assert r.params["residual"] is True
+    off = provenance_test(st, "P", "S", CONTROLS[:6], n_boot=0, residual=False)
+    assert "style_residual" not in off.channel_p_values
+
+
+def test_pvalue_with_residual_channel_keeps_false_positives_at_alpha(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    """Deliberately conservative (leave-one-out composite): FPR <= alpha, not uniformity."""
+    rng = np.random.default_rng(21)
+    ps = np.array(
+        [
+            provenance_test(
+                _with_style(rng, sim_tensor(rng, 8, 40)), "P", "S", CONTROLS, n_boot=0
+            ).p_value
+            for _ in range(300)
+        ]
+    )
+    for u in (0.01, 0.05, 0.1):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
+
+
+def test_residual_channel_pvalue_is_uniform_for_an_independent_suspect(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(22)
+    ps = [
+        provenance_test(
+            _with_style(rng, sim_tensor(rng, 8, 40)), "P", "S", CONTROLS, n_boot=0
+        ).channel_p_values["style_residual"]
+        for _ in range(300)
+    ]
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+
+
+def test_residual_channel_power_grows_with_the_number_of_canaries(sim_tensor) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(23)
+    power = []
+    for n in (10, 40, 160):
+        ps = [
+            provenance_test(
+                _with_style(rng, sim_tensor(rng, 8, n), derived=0.3), "P", "S", CONTROLS, n_boot=0
+            ).channel_p_values["style_residual"]
+            for _ in range(100)
+        ]
+        power.append(np.mean(np.array(ps) < 0.05))
+    assert power[0] < power[1] < power[2]
+    assert power[2] > 0.5
+
+
+def test_real_benchmark_protocol_at_a_small_budget_is_calibrated() -> None:
+    """The provenance-bench protocol (cases + every control as a pseudo-suspect), 50
+    canaries, one seed: false positives stay near alpha and positives rank above negatives."""
+    from benchmarks.bench_data import bench_available, load_cases
+    from benchmarks.stats_experiments import auroc, run_budget
+
+    if not bench_available():
+        pytest.skip("../shared/provenance-bench not present (set PROVENANCE_BENCH)")
+    rows = run_budget(load_cases(), 50, 0, ("word", "layout", "style"))
+    y = np.array([r[2] for r in rows])
+    p = np.array([r[3] for r in rows])
+    assert 0 < y.sum() < y.size
+    assert np.mean(p[y == 0] < 0.05) <= 0.10
+    assert auroc(-np.log10(p), y) > 0.8

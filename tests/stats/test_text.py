@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.stats.similarity import canary_similarities
+from auditor.stats.text import STYLE_FEATURES, TextConfig, featurise, ngram_counts, style_features
+
+
+def test_hashing_is_deterministic_and_case_insensitive_for_words() -> None:
+    a = ngram_counts(["Hello world", "hello WORLD"], "word")
+    assert (a[0] != a[1]).nnz == 0 and a[0].sum() == 3  # two words and one bigram
+
+
+def test_layout_ignores_words_but_keeps_structure() -> None:
+    x = featurise(["Alpha beta:\n\n1. gamma", "Delta epsilon:\n\n7. zeta", "plain text"], "layout")
+    sims = (x @ x.T).toarray()
+    assert sims[0, 1] > 0.99 and sims[0, 2] < 0.5
+
+
+def test_rows_are_unit_norm_and_empty_text_is_allowed() -> None:
+    for rep in ("word", "char", "layout", "style"):
+        x = featurise(["some text here.", "", "more text\n- item"], rep)
+        norms = np.asarray((x.multiply(x) if hasattr(x, "multiply") else x * x).sum(axis=1)).ravel()
+        assert np.allclose(norms[[0, 2]], 1.0, atol=1e-5)
+
+
+def test_style_features_have_named_columns() -> None:
+    f = style_features(["Hi!\n\n- a\n- b", "x"])
+    assert f.shape == (2, len(STYLE_FEATURES)) and np.isfinite(f).all()
+
+
+def test_chunking_does_not_change_the_features() -> None:
+    texts = [f"text number {i} with words {i % 7}" for i in range(500)]
+    a = ngram_counts(texts, "char", TextConfig(chunk_bytes=100))
+    b = ngram_counts(texts, "char", TextConfig(chunk_bytes=10**7))
+    assert (a != b).nnz == 0
+
+
+def test_similarity_tensor_marks_missing_answers_as_nan() -> None:
+    resp = {"A": {"q1": ["x y"], "q2": ["z"]}, "B": {"q1": ["x y"]}}
+    st = canary_similarities(resp, ["q1", "q2"], reps=("word",))
+    assert np.isclose(st.sims[0, 0, 0, 1], 1.0) and np.isnan(st.sims[0, 1, 0, 1])
+
+
+def test_similarity_tensor_carries_raw_style_rates_with_nan_for_missing_answers() -> None:
+    resp = {"A": {"q1": ["Hi!\n- a", "Hello."], "q2": ["z"]}, "B": {"q1": ["x y"]}}
+    st = canary_similarities(resp, ["q1", "q2"], reps=("word",))
+    assert st.style is not None and st.style.shape == (2, 2, len(STYLE_FEATURES))
+    assert np.isnan(st.style[1, 1]).all() and np.isfinite(st.style[0]).all()
+    both = style_features(["Hi!\n- a", "Hello."]).mean(axis=0)
+    assert np.allclose(st.style[0, 0], both)

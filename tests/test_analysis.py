@@ -1,0 +1,144 @@
+"""Analysis through the store: toy models with distinct habits, a student trained on the
+protected model's answers, an independent suspect."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from auditor.analysis import analyze_all
+from auditor.demo.lm import TrigramLM
+from auditor.demo.setup import write_canaries
+from auditor.demo.world import build_models, harvest_prompts
+from auditor.importer import ImportRecord, import_records
+from auditor.registry import load_registry, sync_registry
+from auditor.store import Store, sync_endpoints
+from auditor.store.models import Endpoint, MonitorState, Verdict
+from tests.factories import settings_with
+
+ROLES = {"protected": "protected", "control-a": "control", "control-b": "control",
+         "control-c": "control", "control-d": "control", "control-e": "control",
+         "student": "suspect", "indie-suspect": "suspect"}
+
+
+@pytest.fixture(scope="module")
+def lms() -> dict[str, TrigramLM]:
+    models = build_models().lms
+    rng = random.Random(5)
+    teacher = models["protected"]
+    pairs = [(p, teacher.generate(p, rng)) for p in harvest_prompts() for _ in range(2)]
+    return {**models, "student": TrigramLM().fit(pairs)}
+
+
+def _fill(store: Store, tmp_path: Path, lms: dict[str, TrigramLM], start: datetime,
+          reported: dict[str, str] | None = None, seed: int = 0) -> None:
+    reg = load_registry(write_canaries(tmp_path / "canaries"))
+    settings = settings_with(ROLES)
+    rng = random.Random(seed)
+    with store.session() as s:
+        eps = sync_endpoints(s, settings)
+        sync_registry(s, reg)
+        for name in ROLES:
+            recs = [
+                ImportRecord(canary_id=c.canary.id, sample_index=i,
+                             text=lms[name].generate(c.canary.chat()[-1]["content"], rng, 0.8),
+                             collected_at=start + timedelta(seconds=i),
+                             reported_model=(reported or {}).get(name, name))
+                for c in reg.canaries for i in range(c.canary.samples)
+            ]
+            import_records(s, eps[name], recs, source=f"{name}-{seed}")
+
+
+def _verdicts(store: Store) -> dict[str, Verdict]:
+    with store.session() as s:
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+        rows = s.scalars(select(Verdict).where(Verdict.segment.is_(None))).all()
+        return {names[v.suspect_id]: v for v in rows}
+
+
+def test_the_student_is_flagged_and_the_independent_suspect_is_not(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    with store.session() as s:
+        analyze_all(s, settings_with(ROLES))
+    v = _verdicts(store)
+    assert set(v) == {"student", "indie-suspect"}
+    assert v["student"].significant and v["student"].p_value < 0.01
+    assert not v["indie-suspect"].significant and v["indie-suspect"].p_value > 0.05
+    assert v["student"].effect is not None and v["student"].effect > v["indie-suspect"].effect
+
+
+def test_a_verdict_carries_everything_a_report_needs(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    with store.session() as s:
+        analyze_all(s, settings_with(ROLES))
+    v = _verdicts(store)["student"]
+    assert v.q_value is not None and v.q_value >= v.p_value
+    assert v.effect_low is not None and v.effect_high is not None
+    assert v.effect_low <= v.effect <= v.effect_high
+    assert sorted(v.controls) == ["control-a", "control-b", "control-c", "control-d", "control-e"]
+    assert {"free_text", "identity", "choice"} <= set(v.channels)
+    assert v.channels["identity"]["suspect_claims"] > 0
+    contribs = [c["contribution"] for c in v.contributions]
+    assert contribs == sorted(contribs, reverse=True) and len(contribs) >= 30
+    assert v.n_canaries == len(v.canaries) >= 35 and v.n_samples > v.n_canaries
+    assert v.params["seed"] == 0 and v.params["last_response_seq"] > 0
+    assert v.code_version
+
+
+def test_pseudo_suspect_control_is_left_out_of_its_own_pool(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    with store.session() as s:
+        verdicts = analyze_all(s, settings_with(ROLES), suspects=["control-a"])
+        assert len(verdicts) == 1
+        assert "control-a" not in verdicts[0].controls and len(verdicts[0].controls) == 4
+        assert not verdicts[0].significant
+
+
+def test_monitor_state_is_updated_and_grows_for_the_student(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    settings = settings_with(ROLES)
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    for cycle in range(2):
+        _fill(store, tmp_path, lms, day + timedelta(days=cycle), seed=cycle)
+        with store.session() as s:
+            analyze_all(s, settings, now=day + timedelta(days=cycle, hours=1))
+    with store.session() as s:
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+        states = {names[m.suspect_id]: m for m in s.scalars(select(MonitorState))}
+    assert len(states["student"].state["history"]) == 2
+    assert len(states["student"].state["looks"]) == 2  # evidence doubled
+    assert states["student"].e_value >= 20 > states["indie-suspect"].e_value
+
+
+def test_a_change_of_reported_model_gives_verdicts_before_and_after(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    _fill(store, tmp_path, lms, day, seed=0)
+    swapped = {**lms, "indie-suspect": lms["student"]}  # the endpoint swaps its model
+    _fill(store, tmp_path, swapped, day + timedelta(days=1), seed=1,
+          reported={"indie-suspect": "indie-v2"})
+    with store.session() as s:
+        analyze_all(s, settings_with(ROLES))
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+        segs = {v.segment: v for v in s.scalars(select(Verdict).where(Verdict.segment.is_not(None)))
+                if names[v.suspect_id] == "indie-suspect"}
+    assert set(segs) == {"model=indie-suspect", "model=indie-v2"}
+    assert segs["model=indie-v2"].p_value < 0.05 < segs["model=indie-suspect"].p_value
+
+
+def test_no_verdict_without_responses(store: Store) -> None:
+    with store.session() as s:
+        sync_endpoints(s, settings_with(ROLES))
+        assert analyze_all(s, settings_with(ROLES)) == []
