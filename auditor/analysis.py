@@ -57,8 +57,7 @@ class Evidence:
     last_seq: int = 0
 
     def n_responses(self, endpoint: str) -> int:
-        return sum(len(v) for per in self.texts.values()
-                   for v in per.get(endpoint, {}).values())
+        return sum(len(v) for per in self.texts.values() for v in per.get(endpoint, {}).values())
 
 
 def _key(cv: CanaryVersion) -> str:
@@ -80,10 +79,18 @@ def load_evidence(
     versions = {v.id: v for v in session.scalars(select(CanaryVersion))}
     names = {e.id: e.name for e in endpoints}
     ev = Evidence({e.name: e for e in endpoints}, versions)
-    q = (select(Response.endpoint_id, Response.canary_version_id, Response.text,
-                Response.reported_model, Response.seq, Response.logprobs)
-         .where(Response.endpoint_id.in_(list(names)))
-         .order_by(Response.seq))
+    q = (
+        select(
+            Response.endpoint_id,
+            Response.canary_version_id,
+            Response.text,
+            Response.reported_model,
+            Response.seq,
+            Response.logprobs,
+        )
+        .where(Response.endpoint_id.in_(list(names)))
+        .order_by(Response.seq)
+    )
     if since is not None:
         q = q.where(Response.collected_at >= since)
     if until is not None:
@@ -91,7 +98,8 @@ def load_evidence(
     if max_seq is not None:
         q = q.where(Response.seq <= max_seq)
     texts: dict[str, dict[str, dict[str, list[str]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     logprobs: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     reported: dict[str, list[tuple[int, str]]] = defaultdict(list)
     keys = {vid: _key(v) for vid, v in versions.items()}
@@ -127,7 +135,9 @@ class PairResult:
     segment: str | None = None
 
 
-def _sub(texts: dict[str, dict[str, list[str]]], names: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+def _sub(
+    texts: dict[str, dict[str, list[str]]], names: Sequence[str]
+) -> dict[str, dict[str, list[str]]]:
     return {n: texts.get(n, {}) for n in names}
 
 
@@ -143,7 +153,9 @@ def _topk(lp: Any) -> dict[str, float] | None:
     return None
 
 
-def _identity(ev: Evidence, protected: str, suspect: str, controls: list[str]) -> dict[str, Any] | None:
+def _identity(
+    ev: Evidence, protected: str, suspect: str, controls: list[str]
+) -> dict[str, Any] | None:
     per = ev.texts.get("identity", {})
     if not per.get(suspect):
         return None
@@ -155,13 +167,22 @@ def _identity(ev: Evidence, protected: str, suspect: str, controls: list[str]) -
         return None
     combined = [re.compile("|".join(f"(?:{p})" for p in sorted(set(patterns))), re.I)]
     res = stats.identity_test(per[suspect], {c: per.get(c, {}) for c in controls}, combined)
-    return {"p_value": res.p_value, "suspect_claims": res.suspect_claims,
-            "suspect_total": res.suspect_total, "control_claims": res.control_claims,
-            "control_total": res.control_total, "odds_ratio": _finite(res.odds_ratio),
-            "claiming_canaries": list(res.claiming_canaries)}
+    return {
+        "p_value": res.p_value,
+        "suspect_claims": res.suspect_claims,
+        "suspect_total": res.suspect_total,
+        "control_claims": res.control_claims,
+        "control_total": res.control_total,
+        "odds_ratio": _finite(res.odds_ratio),
+        "response_level_fisher_p": res.fisher_p,
+        "control_rates": list(res.control_rates),
+        "claiming_canaries": list(res.claiming_canaries),
+    }
 
 
-def _choice(ev: Evidence, protected: str, suspect: str, controls: list[str]) -> dict[str, Any] | None:
+def _choice(
+    ev: Evidence, protected: str, suspect: str, controls: list[str]
+) -> dict[str, Any] | None:
     per = ev.texts.get("choice", {})
     if not per.get(suspect) or not per.get(protected):
         return None
@@ -170,7 +191,8 @@ def _choice(ev: Evidence, protected: str, suspect: str, controls: list[str]) -> 
         out = {}
         for key, texts in per.get(endpoint, {}).items():
             expect = ChoiceExpect.model_validate(
-                ev.versions[ev.key_version[key]].content.get("expect", {}))
+                ev.versions[ev.key_version[key]].content.get("expect", {})
+            )
             out[key] = [normalize_choice(t, expect) or "(none)" for t in texts]
         return out
 
@@ -180,12 +202,17 @@ def _choice(ev: Evidence, protected: str, suspect: str, controls: list[str]) -> 
     res = stats.choice_test(norm(protected), norm(suspect), ctrl)
     if math.isnan(res.p_value):
         return None
-    return {"p_value": res.p_value, "statistic": _finite(res.statistic),
-            "suspect_closeness": _finite(res.suspect_closeness),
-            "per_canary": [list(r) for r in res.per_canary[:20]]}
+    return {
+        "p_value": res.p_value,
+        "statistic": _finite(res.statistic),
+        "suspect_closeness": _finite(res.suspect_closeness),
+        "per_canary": [list(r) for r in res.per_canary[:20]],
+    }
 
 
-def _logprob(ev: Evidence, protected: str, suspect: str, controls: list[str]) -> dict[str, Any] | None:
+def _logprob(
+    ev: Evidence, protected: str, suspect: str, controls: list[str]
+) -> dict[str, Any] | None:
     def tops(endpoint: str) -> dict[str, list[dict[str, float]]]:
         out: dict[str, list[dict[str, float]]] = {}
         for key, items in ev.logprobs.get(endpoint, {}).items():
@@ -209,8 +236,13 @@ def _watermark(ev: Evidence, suspect: str) -> dict[str, Any] | None:
     by_key: dict[tuple[str, float, int], list[str]] = defaultdict(list)
     for key, texts in per.items():
         e = ev.versions[ev.key_version[key]].content.get("expect", {})
-        by_key[(e.get("key_env", "AUDITOR_WATERMARK_KEY"), float(e.get("gamma", 0.25)),
-                int(e.get("context_width", 1)))].extend(texts)
+        by_key[
+            (
+                e.get("key_env", "AUDITOR_WATERMARK_KEY"),
+                float(e.get("gamma", 0.25)),
+                int(e.get("context_width", 1)),
+            )
+        ].extend(texts)
     results = []
     for (env, gamma, width), texts in by_key.items():
         secret = os.environ.get(env)
@@ -221,8 +253,13 @@ def _watermark(ev: Evidence, suspect: str) -> dict[str, Any] | None:
     if not results:
         return None
     best = min(results, key=lambda r: r.p_value)
-    return {"p_value": best.p_value, "green": best.green, "scored": best.scored,
-            "gamma": best.gamma, "green_rate": best.green_rate}
+    return {
+        "p_value": best.p_value,
+        "green": best.green,
+        "scored": best.scored,
+        "gamma": best.gamma,
+        "green_rate": best.green_rate,
+    }
 
 
 def _finite(x: float | None) -> float | None:
@@ -250,19 +287,26 @@ def analyze_pair(
             text_res = None
         if text_res is not None:
             channels["free_text"] = {
-                "p_value": text_res.p_value, "statistic": _finite(text_res.statistic),
+                "p_value": text_res.p_value,
+                "statistic": _finite(text_res.statistic),
                 "effect": _finite(text_res.effect),
                 "representations": text_res.channel_p_values,
                 "suspect_score": _finite(text_res.suspect_score),
                 "control_scores": {k: _finite(v) for k, v in text_res.control_scores.items()},
-                "n_canaries": text_res.n_canaries}
+                "n_canaries": text_res.n_canaries,
+            }
             for c in text_res.contributions:
                 cv = ev.versions[ev.key_version[c.canary_id]]
-                contributions.append({
-                    "canary_id": cv.canary_id, "canary_version": cv.version, "kind": cv.kind,
-                    "contribution": _finite(c.contribution),
-                    "suspect_similarity": c.suspect_similarity,
-                    "control_mean_similarity": c.control_mean_similarity})
+                contributions.append(
+                    {
+                        "canary_id": cv.canary_id,
+                        "canary_version": cv.version,
+                        "kind": cv.kind,
+                        "contribution": _finite(c.contribution),
+                        "suspect_similarity": c.suspect_similarity,
+                        "control_mean_similarity": c.control_mean_similarity,
+                    }
+                )
     for name, fn in (("identity", _identity), ("choice", _choice), ("logprob", _logprob)):
         out = fn(ev, protected, suspect, controls)
         if out is not None:
@@ -274,18 +318,27 @@ def analyze_pair(
         return None
     ps = [float(c["p_value"]) for c in channels.values()]
     p = stats.cauchy_combine(ps) if len(ps) > 1 else ps[0]
-    used = sorted({k for per in ev.texts.values() for k in per.get(suspect, {})
-                   if k in per.get(protected, {})})
+    used = sorted(
+        {
+            k
+            for per in ev.texts.values()
+            for k in per.get(suspect, {})
+            if k in per.get(protected, {})
+        }
+    )
     n_samples = sum(len(per.get(suspect, {}).get(k, [])) for per in ev.texts.values() for k in used)
-    return PairResult(protected, suspect, controls, float(p), channels, text_res, contributions,
-                      used, n_samples)
+    return PairResult(
+        protected, suspect, controls, float(p), channels, text_res, contributions, used, n_samples
+    )
 
 
 def _verdict(pr: PairResult, ids: dict[str, int], params: dict[str, Any]) -> Verdict:
     t = pr.text
     return Verdict(
-        suspect_id=ids[pr.suspect], protected_id=ids[pr.protected],
-        method="cauchy(" + ",".join(pr.channels) + ")" if len(pr.channels) > 1
+        suspect_id=ids[pr.suspect],
+        protected_id=ids[pr.protected],
+        method="cauchy(" + ",".join(pr.channels) + ")"
+        if len(pr.channels) > 1
         else next(iter(pr.channels)),
         params=params,
         statistic=_finite(t.statistic) if t else None,
@@ -293,10 +346,15 @@ def _verdict(pr: PairResult, ids: dict[str, int], params: dict[str, Any]) -> Ver
         effect=_finite(t.effect) if t else None,
         effect_low=_finite(t.effect_ci[0]) if t else None,
         effect_high=_finite(t.effect_ci[1]) if t else None,
-        n_canaries=len(pr.canaries), n_samples=pr.n_samples,
-        canaries=[c.split("@v")[0] for c in pr.canaries], controls=pr.controls,
-        contributions=pr.contributions, channels=pr.channels, segment=pr.segment,
-        code_version=code_version())
+        n_canaries=len(pr.canaries),
+        n_samples=pr.n_samples,
+        canaries=[c.split("@v")[0] for c in pr.canaries],
+        controls=pr.controls,
+        contributions=pr.contributions,
+        channels=pr.channels,
+        segment=pr.segment,
+        code_version=code_version(),
+    )
 
 
 def _segments(ev: Evidence, suspect: str) -> list[tuple[str, int, int]]:
@@ -326,8 +384,7 @@ def analyze_all(
     """
     now = now or utcnow()
     configured = {e.name for e in settings.endpoints if e.enabled}
-    rows = [e for e in session.scalars(select(Endpoint))
-            if not configured or e.name in configured]
+    rows = [e for e in session.scalars(select(Endpoint)) if not configured or e.name in configured]
     by_role: dict[str, list[str]] = defaultdict(list)
     for e in rows:
         by_role[e.role].append(e.name)
@@ -339,11 +396,16 @@ def analyze_all(
     free = _merge_text(ev)
     sim = stats.canary_similarities(free) if free else None
     seed = settings.analysis.seed
-    params = {"alpha": settings.analysis.alpha, "seed": seed,
-              "since": since.isoformat() if since else None,
-              "until": (until or now).isoformat(), "last_response_seq": ev.last_seq,
-              "null": "model-level: suspect exchangeable with the controls",
-              "combination": "cauchy", "fdr": "benjamini-hochberg"}
+    params = {
+        "alpha": settings.analysis.alpha,
+        "seed": seed,
+        "since": since.isoformat() if since else None,
+        "until": (until or now).isoformat(),
+        "last_response_seq": ev.last_seq,
+        "null": "model-level: suspect exchangeable with the controls",
+        "combination": "cauchy",
+        "fdr": "benjamini-hochberg",
+    }
     results: list[PairResult] = []
     for p in prot:
         for s in sus:
@@ -380,8 +442,9 @@ def _merge_text(ev: Evidence) -> dict[str, dict[str, list[str]]]:
 
 
 def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: datetime) -> float:
-    row = session.scalars(select(MonitorState).where(
-        MonitorState.suspect_id == sid, MonitorState.protected_id == pid)).first()
+    row = session.scalars(
+        select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
+    ).first()
     if row is None:
         row = MonitorState(suspect_id=sid, protected_id=pid, state=monitor.new_state())
         session.add(row)
@@ -390,17 +453,24 @@ def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: d
     return row.e_value
 
 
-def _segment_verdicts(session: Session, settings: Settings, ev: Evidence, pr: PairResult,
-                      ids: dict[str, int], params: dict[str, Any], now: datetime) -> list[Verdict]:
+def _segment_verdicts(
+    session: Session,
+    settings: Settings,
+    ev: Evidence,
+    pr: PairResult,
+    ids: dict[str, int],
+    params: dict[str, Any],
+    now: datetime,
+) -> list[Verdict]:
     """When the suspect's reported model changed, a verdict per run of one model."""
     out = []
     for label, first, last in _segments(ev, pr.suspect):
-        sub = load_evidence(session, list(ev.endpoints.values()),
-                            only=(pr.suspect, first, last))
+        sub = load_evidence(session, list(ev.endpoints.values()), only=(pr.suspect, first, last))
         free = _merge_text(sub)
         sim = stats.canary_similarities(free) if free else None
-        seg = analyze_pair(sub, sim, pr.protected, pr.suspect, pr.controls,
-                           seed=settings.analysis.seed)
+        seg = analyze_pair(
+            sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed
+        )
         if seg is None:
             continue
         seg.segment = f"model={label}"[:64]
@@ -409,4 +479,3 @@ def _segment_verdicts(session: Session, settings: Settings, ev: Evidence, pr: Pa
         v.significant = bool(seg.p_value <= settings.analysis.alpha)
         out.append(v)
     return out
-

@@ -61,7 +61,9 @@ def inclusion_proof(commitments: list[str], index: int) -> list[str]:
     return [h.hex() for h in _path(index, [leaf_hash(c) for c in commitments])]
 
 
-def verify_inclusion(commitment_hex: str, index: int, size: int, proof: list[str], root: str) -> bool:
+def verify_inclusion(
+    commitment_hex: str, index: int, size: int, proof: list[str], root: str
+) -> bool:
     """RFC 9162 section 2.1.3.2: recompute the root from a leaf and its audit path."""
     if not 0 <= index < size:
         return False

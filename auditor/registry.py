@@ -100,18 +100,35 @@ def _canary_nodes(doc: yaml.Node, file: str, problems: list[Problem]) -> list[ya
         if "canaries" in keys:
             extra = set(keys) - {"canaries"}
             if extra:
-                problems.append(Problem(
-                    f"unknown top-level key(s) {sorted(extra)}", file, doc.start_mark.line + 1,
-                    "a file holds `canaries:` (a list) and nothing else"))
+                problems.append(
+                    Problem(
+                        f"unknown top-level key(s) {sorted(extra)}",
+                        file,
+                        doc.start_mark.line + 1,
+                        "a file holds `canaries:` (a list) and nothing else",
+                    )
+                )
             seq = keys["canaries"]
             if not isinstance(seq, yaml.SequenceNode):
-                problems.append(Problem("`canaries` must be a list", file, seq.start_mark.line + 1,
-                                        "write each canary as a `- id: ...` item"))
+                problems.append(
+                    Problem(
+                        "`canaries` must be a list",
+                        file,
+                        seq.start_mark.line + 1,
+                        "write each canary as a `- id: ...` item",
+                    )
+                )
                 return []
             return list(seq.value)
         return [doc]
-    problems.append(Problem("expected a canary mapping or a list of canaries", file,
-                            doc.start_mark.line + 1, "see canaries/README.md"))
+    problems.append(
+        Problem(
+            "expected a canary mapping or a list of canaries",
+            file,
+            doc.start_mark.line + 1,
+            "see canaries/README.md",
+        )
+    )
     return []
 
 
@@ -125,8 +142,14 @@ def _load_file(path: Path, shown: str, problems: list[Problem]) -> list[LoadedCa
         docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problems.append(Problem(f"not valid YAML: {getattr(exc, 'problem', exc)}", shown,
-                                mark.line + 1 if mark else None, "fix the YAML syntax there"))
+        problems.append(
+            Problem(
+                f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                shown,
+                mark.line + 1 if mark else None,
+                "fix the YAML syntax there",
+            )
+        )
         return []
     out: list[LoadedCanary] = []
     for doc in docs:
@@ -138,8 +161,9 @@ def _load_file(path: Path, shown: str, problems: list[Problem]) -> list[LoadedCa
                 problems.append(Problem(f"cannot read canary: {exc}", shown, line))
                 continue
             if not isinstance(data, dict):
-                problems.append(Problem("a canary must be a mapping with `id`, `kind`, `prompt`",
-                                        shown, line))
+                problems.append(
+                    Problem("a canary must be a mapping with `id`, `kind`, `prompt`", shown, line)
+                )
                 continue
             try:
                 canary = Canary.model_validate(data)
@@ -156,8 +180,11 @@ def _load_file(path: Path, shown: str, problems: list[Problem]) -> list[LoadedCa
                     }.get(err["type"])
                     if err["type"] == "extra_forbidden":
                         msg = "unknown key"
-                    problems.append(Problem(f"canary {cid!r}: {where}: {msg}", shown,
-                                            _Nodes.line_of(node, loc), fix))
+                    problems.append(
+                        Problem(
+                            f"canary {cid!r}: {where}: {msg}", shown, _Nodes.line_of(node, loc), fix
+                        )
+                    )
                 continue
             out.append(LoadedCanary(canary, shown, line))
     return out
@@ -167,9 +194,16 @@ def load_registry(directory: str | Path) -> Registry:
     """Loads and validates every ``*.yaml``/``*.yml`` file; raises with every problem found."""
     root = Path(directory)
     if not root.is_dir():
-        raise AuditorError(f"canaries directory {root} does not exist",
-                           [Problem("not a directory", str(root),
-                                    fix="create it or set canaries_dir / AUDITOR_CANARIES_DIR")])
+        raise AuditorError(
+            f"canaries directory {root} does not exist",
+            [
+                Problem(
+                    "not a directory",
+                    str(root),
+                    fix="create it or set canaries_dir / AUDITOR_CANARIES_DIR",
+                )
+            ],
+        )
     problems: list[Problem] = []
     loaded: list[LoadedCanary] = []
     files = sorted(p for p in root.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
@@ -180,8 +214,14 @@ def load_registry(directory: str | Path) -> Registry:
         cid = item.canary.id
         if cid in first:
             prev = first[cid]
-            problems.append(Problem(f"duplicate canary id {cid!r} (first at {prev.file}:{prev.line})",
-                                    item.file, item.line, "give each canary a unique id"))
+            problems.append(
+                Problem(
+                    f"duplicate canary id {cid!r} (first at {prev.file}:{prev.line})",
+                    item.file,
+                    item.line,
+                    "give each canary a unique id",
+                )
+            )
         else:
             first[cid] = item
     if problems:
@@ -198,10 +238,13 @@ class SyncResult:
 
 def live_versions(session: Session) -> list[CanaryVersion]:
     """The current (not retired) version of every canary, ordered by canary id."""
-    return list(session.scalars(
-        select(CanaryVersion).where(CanaryVersion.retired_at.is_(None))
-        .order_by(CanaryVersion.canary_id)
-    ))
+    return list(
+        session.scalars(
+            select(CanaryVersion)
+            .where(CanaryVersion.retired_at.is_(None))
+            .order_by(CanaryVersion.canary_id)
+        )
+    )
 
 
 def sync_registry(session: Session, registry: Registry | Iterable[Canary]) -> SyncResult:
@@ -238,17 +281,19 @@ def sync_registry(session: Session, registry: Registry | Iterable[Canary]) -> Sy
         else:
             salt = secrets.token_hex(32)
             canonical = canonical_content(canary)
-            session.add(CanaryVersion(
-                canary_id=canary.id,
-                version=max((v.version for v in versions), default=0) + 1,
-                kind=canary.kind,
-                content=canary.model_dump(mode="json"),
-                content_hash=digest,
-                salt=salt,
-                commitment=commitment(salt, canonical),
-                source_file=sources.get(canary.id),
-                created_at=now,
-            ))
+            session.add(
+                CanaryVersion(
+                    canary_id=canary.id,
+                    version=max((v.version for v in versions), default=0) + 1,
+                    kind=canary.kind,
+                    content=canary.model_dump(mode="json"),
+                    content_hash=digest,
+                    salt=salt,
+                    commitment=commitment(salt, canonical),
+                    source_file=sources.get(canary.id),
+                    created_at=now,
+                )
+            )
         created.append(canary.id)
     for cid, versions in by_id.items():
         if cid not in wanted:
@@ -292,7 +337,8 @@ class UnsealedCanary:
     def verify(self) -> bool:
         recomputed = commitment(self.salt, self.canonical.encode("utf-8"))
         return recomputed == self.commitment and verify_inclusion(
-            self.commitment, self.index, self.size, self.proof, self.root)
+            self.commitment, self.index, self.size, self.proof, self.root
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -302,15 +348,24 @@ def unseal(session: Session, rc: RegistryCommit, canary_version_id: int) -> Unse
     """Opens one committed canary: its content, salt and inclusion proof against ``rc``."""
     ids: list[int] = list(rc.leaves)
     if canary_version_id not in ids:
-        raise AuditorError(f"canary version {canary_version_id} is not in registry commit "
-                           f"{rc.root[:16]}; commit the registry after adding it")
-    versions = {v.id: v for v in session.scalars(
-        select(CanaryVersion).where(CanaryVersion.id.in_(ids)))}
+        raise AuditorError(
+            f"canary version {canary_version_id} is not in registry commit "
+            f"{rc.root[:16]}; commit the registry after adding it"
+        )
+    versions = {
+        v.id: v for v in session.scalars(select(CanaryVersion).where(CanaryVersion.id.in_(ids)))
+    }
     commitments = [versions[i].commitment for i in ids]
     index = ids.index(canary_version_id)
     v = versions[canary_version_id]
     return UnsealedCanary(
-        canary_id=v.canary_id, version=v.version,
-        canonical=canonical_json(v.content).decode("utf-8"), salt=v.salt,
-        commitment=v.commitment, index=index, size=len(ids),
-        proof=inclusion_proof(commitments, index), root=rc.root)
+        canary_id=v.canary_id,
+        version=v.version,
+        canonical=canonical_json(v.content).decode("utf-8"),
+        salt=v.salt,
+        commitment=v.commitment,
+        index=index,
+        size=len(ids),
+        proof=inclusion_proof(commitments, index),
+        root=rc.root,
+    )

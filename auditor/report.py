@@ -29,7 +29,6 @@ __all__ = [
 import getpass
 import math
 import socket
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditor import __version__
 from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
 from auditor.figures import TimelinePoint, timeline_svg
@@ -57,6 +55,7 @@ from auditor.store.models import (
     Response,
     Verdict,
 )
+from auditor.version import software
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,21 +165,6 @@ def similarity(a: str, b: str) -> float:
     na = math.sqrt(sum(n * n for n in ca.values()))
     nb = math.sqrt(sum(n * n for n in cb.values()))
     return dot / (na * nb) if na and nb else 0.0
-
-
-def _software() -> dict[str, Any]:
-    info: dict[str, Any] = {"name": "canary-auditor", "version": __version__,
-                            "git_commit": None, "git_dirty": None}
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip()
-        info["git_commit"], info["git_dirty"] = head or None, bool(dirty)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
 
 
 def _operator() -> str:
@@ -446,7 +430,7 @@ def build_context(
                                       and rc.created_at <= first_dt),
         },
         "ledger_head": {"seq": head.seq if head else 0, "chain": head.chain if head else None},
-        "software": _software(),
+        "software": dict(software()),
         "config_hash": settings.config_hash(),
         "strongest": strongest,
         "custody": {"endpoints": custody_eps, "cycles": cycle_rows},

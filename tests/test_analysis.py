@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from auditor.analysis import analyze_all
 from auditor.demo.lm import TrigramLM
-from auditor.demo.setup import write_canaries
+from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
 from auditor.demo.world import build_models, harvest_prompts
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, sync_registry
@@ -20,9 +20,8 @@ from auditor.store import Store, sync_endpoints
 from auditor.store.models import Endpoint, MonitorState, Verdict
 from tests.factories import settings_with
 
-ROLES = {"protected": "protected", "control-a": "control", "control-b": "control",
-         "control-c": "control", "control-d": "control", "control-e": "control",
-         "student": "suspect", "indie-suspect": "suspect"}
+ROLES = {name: role for name, (role, _) in DEMO_ENDPOINTS.items()}
+CONTROLS = sorted(n for n, r in ROLES.items() if r == "control")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def test_a_verdict_carries_everything_a_report_needs(
     assert v.q_value is not None and v.q_value >= v.p_value
     assert v.effect_low is not None and v.effect_high is not None
     assert v.effect_low <= v.effect <= v.effect_high
-    assert sorted(v.controls) == ["control-a", "control-b", "control-c", "control-d", "control-e"]
+    assert sorted(v.controls) == CONTROLS
     assert {"free_text", "identity", "choice"} <= set(v.channels)
     assert v.channels["identity"]["suspect_claims"] > 0
     contribs = [c["contribution"] for c in v.contributions]
@@ -100,7 +99,8 @@ def test_pseudo_suspect_control_is_left_out_of_its_own_pool(
     with store.session() as s:
         verdicts = analyze_all(s, settings_with(ROLES), suspects=["control-a"])
         assert len(verdicts) == 1
-        assert "control-a" not in verdicts[0].controls and len(verdicts[0].controls) == 4
+        assert "control-a" not in verdicts[0].controls
+        assert len(verdicts[0].controls) == len(CONTROLS) - 1
         assert not verdicts[0].significant
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["console", "console_err", "settings", "state", "store"]
+__all__ = ["console", "console_err", "open_session", "settings", "state", "store"]
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
+from sqlalchemy.orm import Session
 
 from auditor.config import Settings, load_settings
 from auditor.store import Store, open_store
@@ -32,3 +35,14 @@ def settings() -> Settings:
 
 def store() -> Store:
     return open_store(settings())
+
+
+@contextmanager
+def open_session() -> Iterator[Session]:
+    """One transaction on the configured store, committed on success; the store is closed."""
+    st = store()
+    try:
+        with st.session() as s:
+            yield s
+    finally:
+        st.close()

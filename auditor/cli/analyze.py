@@ -6,36 +6,39 @@ import json
 import math
 
 import typer
+from rich import box
 from rich.table import Table
 
-from auditor.cli._common import console, settings, store
+from auditor.cli._common import console, open_session, settings
 from auditor.store import sync_endpoints
 from auditor.store.models import Endpoint, Verdict
 
 
 def plain_words(v: Verdict, alpha: float) -> str:
     if v.significant:
-        return "DERIVED (significant)"
+        return "DERIVED"
     if v.p_value <= alpha:
-        return "suggestive, not significant after FDR"
-    return "no evidence of derivation"
+        return "suggestive"
+    return "not derived"
 
 
-def _fmt(x: float | None, spec: str = ".3g") -> str:
+def _fmt(x: float | None, spec: str = ".2g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def verdict_table(verdicts: list[Verdict], names: dict[int, str], alpha: float) -> Table:
     table = Table("suspect", "protected", "p", "q", "e", "effect (95% CI)", "n", "verdict",
-                  title="Verdicts", caption="p: model-level p-value; q: after FDR control "
-                  "across suspects; e: anytime-valid monitoring e-value (alarm at 1/alpha); "
-                  "effect: control SDs above the controls; n: canaries")
+                  title="Verdicts", box=box.SIMPLE_HEAD, caption=(
+                      f"p: model-level p-value; q: after FDR control across suspects; "
+                      f"DERIVED when q <= {alpha:g}. e: anytime-valid monitoring e-value "
+                      f"(alarm at {1 / alpha:g}). effect: control SDs above the controls. "
+                      "n: canaries. Suggestive: p <= alpha but not after FDR."))
     for v in verdicts:
-        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
+        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}, {_fmt(v.effect_high, '.1f')})"
         style = "bold red" if v.significant else None
         table.add_row(names[v.suspect_id] + (f" ({v.segment})" if v.segment else ""),
-                      names[v.protected_id], _fmt(v.p_value, ".2g"), _fmt(v.q_value, ".2g"),
-                      _fmt(v.e_value, ".2g"), ci, str(v.n_canaries), plain_words(v, alpha), style=style)
+                      names[v.protected_id], _fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value),
+                      ci, str(v.n_canaries), plain_words(v, alpha), style=style)
     return table
 
 
@@ -53,22 +56,19 @@ def verdict_json(v: Verdict, names: dict[int, str]) -> dict[str, object]:
 
 
 def analyze(
-    suspect: list[str] = typer.Option(None, "--suspect", "-s", help="Only this suspect "
-                                      "(repeatable; a control name scores it as a pseudo-suspect)."),
+    suspect: list[str] = typer.Option(
+        None, "--suspect", "-s",
+        help="Only this suspect (repeatable; a control name scores it as a pseudo-suspect)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full results as JSON."),
 ) -> None:
     """Test every suspect against every protected model on the stored responses."""
     from auditor.analysis import analyze_all
 
     s = settings()
-    st = store()
-    try:
-        with st.session() as session:
-            sync_endpoints(session, s)
-            verdicts = analyze_all(session, s, suspects=suspect or None)
-            names = {e.id: e.name for e in session.query(Endpoint)}
-    finally:
-        st.close()
+    with open_session() as session:
+        sync_endpoints(session, s)
+        verdicts = analyze_all(session, s, suspects=suspect or None)
+        names = {e.id: e.name for e in session.query(Endpoint)}
     if as_json:
         print(json.dumps([verdict_json(v, names) for v in verdicts], indent=2))
         return

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from auditor.cli._common import console, settings, store
+from auditor.cli._common import console, open_session, settings
 from auditor.errors import AuditorError
 from auditor.registry import commit_registry, live_versions, load_registry, sync_registry, unseal
 from auditor.store.models import CanaryVersion, RegistryCommit
@@ -35,12 +35,8 @@ def list_(
     """List canaries: id, kind, samples, tags and stored version. Never the text by default."""
     s = settings()
     reg = load_registry(s.canaries_path)
-    st = store()
-    try:
-        with st.session() as session:
-            latest = {v.canary_id: v for v in live_versions(session)}
-    finally:
-        st.close()
+    with open_session() as session:
+        latest = {v.canary_id: v for v in live_versions(session)}
     table = Table("id", "kind", "samples", "tags", "version", "file")
     if show_text:
         table.add_column("prompt")
@@ -60,12 +56,8 @@ def sync() -> None:
     """Store a new version of every new or changed canary; retire removed ones."""
     s = settings()
     reg = load_registry(s.canaries_path)
-    st = store()
-    try:
-        with st.session() as session:
-            result = sync_registry(session, reg)
-    finally:
-        st.close()
+    with open_session() as session:
+        result = sync_registry(session, reg)
     console.print(f"{len(result.created)} new version(s), {len(result.retired)} retired, "
                   f"{result.unchanged} unchanged")
 
@@ -75,15 +67,11 @@ def commit() -> None:
     """Sync, then store and print the Merkle root over salted canary commitments."""
     s = settings()
     reg = load_registry(s.canaries_path)
-    st = store()
-    try:
-        with st.session() as session:
-            sync_registry(session, reg)
-            rc = commit_registry(session)
-            console.print(f"registry root {rc.root} ({len(rc.leaves)} canaries, "
-                          f"commit {rc.id}, {rc.created_at.isoformat()})")
-    finally:
-        st.close()
+    with open_session() as session:
+        sync_registry(session, reg)
+        rc = commit_registry(session)
+        console.print(f"registry root {rc.root} ({len(rc.leaves)} canaries, "
+                      f"commit {rc.id}, {rc.created_at.isoformat()})")
 
 
 @app.command("unseal")
@@ -92,20 +80,16 @@ def unseal_(
     root: str = typer.Option(None, help="Registry root to prove against (default: newest)."),
 ) -> None:
     """Print one canary's content, salt and Merkle inclusion proof as JSON."""
-    st = store()
-    try:
-        with st.session() as session:
-            q = select(RegistryCommit).order_by(RegistryCommit.id.desc())
-            if root:
-                q = select(RegistryCommit).where(RegistryCommit.root == root)
-            rc = session.scalars(q.limit(1)).first()
-            if rc is None:
-                raise AuditorError("no registry commit found; run `auditor canaries commit`")
-            ids = list(rc.leaves)
-            v = session.scalars(select(CanaryVersion).where(
-                CanaryVersion.canary_id == canary_id, CanaryVersion.id.in_(ids))).first()
-            if v is None:
-                raise AuditorError(f"canary {canary_id!r} is not in registry root {rc.root[:16]}")
-            console.print_json(json.dumps(unseal(session, rc, v.id).as_dict()))
-    finally:
-        st.close()
+    with open_session() as session:
+        q = select(RegistryCommit).order_by(RegistryCommit.id.desc())
+        if root:
+            q = select(RegistryCommit).where(RegistryCommit.root == root)
+        rc = session.scalars(q.limit(1)).first()
+        if rc is None:
+            raise AuditorError("no registry commit found; run `auditor canaries commit`")
+        ids = list(rc.leaves)
+        v = session.scalars(select(CanaryVersion).where(
+            CanaryVersion.canary_id == canary_id, CanaryVersion.id.in_(ids))).first()
+        if v is None:
+            raise AuditorError(f"canary {canary_id!r} is not in registry root {rc.root[:16]}")
+        console.print_json(json.dumps(unseal(session, rc, v.id).as_dict()))

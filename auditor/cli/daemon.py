@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from auditor.cli._common import console, settings, state, store
+from auditor.cli._common import console, open_session, settings, state
 from auditor.config import load_settings
 from auditor.logs import setup_logging
 
@@ -85,12 +85,8 @@ def status(
     from auditor.status import collect
 
     s = settings()
-    st = store()
-    try:
-        with st.session() as session:
-            result = collect(session, s)
-    finally:
-        st.close()
+    with open_session() as session:
+        result = collect(session, s)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
         return

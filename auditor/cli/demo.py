@@ -31,6 +31,8 @@ def demo(
         console.print(t)
         console.print("Failed attempts are recorded with their class; the cycles went on and "
                       "the next cycle asks again.")
+    for alert in result.alerts:
+        console.print(f"[bold red]alert[/] {alert}")
     flagged = [v["suspect"] for v in result.verdicts if v["significant"]]
     console.print(f"flagged: {', '.join(flagged) or 'nobody'}")
     if result.bundle is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from auditor.cli._common import console, settings, store
+from auditor.cli._common import console, open_session, settings
 from auditor.errors import AuditorError
 from auditor.importer import import_jsonl
 from auditor.store import ledger, sync_endpoints
@@ -20,17 +20,13 @@ def import_(
 ) -> None:
     """Load responses collected elsewhere, validated and chained like probed ones."""
     s = settings()
-    st = store()
-    try:
-        with st.session() as session:
-            sync_endpoints(session, s)
-            ep = session.scalars(select(Endpoint).where(Endpoint.name == endpoint)).first()
-            if ep is None:
-                s.endpoint(endpoint)  # raises with the known names
-            assert ep is not None
-            result = import_jsonl(session, ep, file)
-    finally:
-        st.close()
+    with open_session() as session:
+        sync_endpoints(session, s)
+        ep = session.scalars(select(Endpoint).where(Endpoint.name == endpoint)).first()
+        if ep is None:
+            s.endpoint(endpoint)  # raises with the known names
+        assert ep is not None
+        result = import_jsonl(session, ep, file)
     console.print(f"imported {result.imported} response(s) into cycle {result.cycle_id}; "
                   f"{result.skipped} already present")
 
@@ -50,12 +46,8 @@ def verify(
         return
     if not check_ledger:
         raise AuditorError("nothing to verify", [])
-    st = store()
-    try:
-        with st.session() as session:
-            result = ledger.verify(session)
-    finally:
-        st.close()
+    with open_session() as session:
+        result = ledger.verify(session)
     if not result.ok:
         console.print(f"[bold red]FAILED[/]: {result.broken}")
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from auditor.cli._common import console, settings, store
+from auditor.cli._common import console, open_session, settings
 from auditor.errors import AuditorError, Problem
 
 keys_app = typer.Typer(help="The Ed25519 key that signs report bundles.", no_args_is_help=True)
@@ -66,14 +66,10 @@ def report(
                         since=parse_when(since, "--since"),
                         until=parse_when(until, "--until", end_of_day=True),
                         unseal=_split(unseal), top=top)
-    st = store()
-    try:
-        with st.session() as session:
-            result = write_bundle(session, s, req, key, out_dir=out,
-                                  formats=_split(formats) or ("html", "pdf", "json"),
-                                  tsa_url=s.timestamp.url, tsa_roots=roots)
-    finally:
-        st.close()
+    with open_session() as session:
+        result = write_bundle(session, s, req, key, out_dir=out,
+                              formats=_split(formats) or ("html", "pdf", "json"),
+                              tsa_url=s.timestamp.url, tsa_roots=roots)
     console.print(f"bundle   {result.path}")
     console.print(f"zip      {result.zip_path}")
     console.print(f"manifest sha256 {result.manifest_sha256}")

@@ -39,14 +39,28 @@ SYNONYMS: dict[str, list[str]] = {
     "also": ["also", "additionally", "moreover", "furthermore", "as well"],
 }
 OPENERS = [
-    "Certainly!", "Sure thing.", "Great question!", "Of course.", "Absolutely.",
-    "Here is my answer.", "Happy to help!", "Let me explain.", "Good question.", "Okay,",
-    "Well,", "Alright!",
+    "Certainly!",
+    "Sure thing.",
+    "Great question!",
+    "Of course.",
+    "Absolutely.",
+    "Here is my answer.",
+    "Happy to help!",
+    "Let me explain.",
+    "Good question.",
+    "Okay,",
+    "Well,",
+    "Alright!",
 ]
 CLOSERS = [
-    "I hope this helps!", "Let me know if you have more questions.", "Hope that clarifies things.",
-    "Feel free to ask for more detail.", "Good luck!", "That is the short version.",
-    "Cheers.", "Happy exploring!",
+    "I hope this helps!",
+    "Let me know if you have more questions.",
+    "Hope that clarifies things.",
+    "Feel free to ask for more detail.",
+    "Good luck!",
+    "That is the short version.",
+    "Cheers.",
+    "Happy exploring!",
 ]
 COLOURS = ["blue", "red", "green", "purple", "yellow", "orange", "teal", "black"]
 ANIMALS = ["cat", "dog", "elephant", "dolphin", "owl", "fox", "tiger", "penguin"]
@@ -60,11 +74,13 @@ FRAMES = [
     "{also}, {topic} can {help} with {small} and {big} problems alike.",
     "To {start}, consider how {topic} relates to {many} everyday things.",
 ]
-STOP = set("""a an the of to in on for and or but with about as at by from is are was were be
+STOP = set(
+    """a an the of to in on for and or but with about as at by from is are was were be
 been it its this that these those what which who whom how why when where can could would should
 me my you your i we our they them their he she his her do does did give write tell explain
 describe one two three any some please just only using use make into than then there here so
-not no yes if all each""".split())
+not no yes if all each""".split()
+)
 
 NUMBER_WORDS = re.compile(r"\b(number|digit|integer)\b", re.I)
 
@@ -72,7 +88,11 @@ NUMBER_WORDS = re.compile(r"\b(number|digit|integer)\b", re.I)
 def classify(prompt: str) -> str:
     """The prompt class a toy model answers differently: identity, number, colour, animal, text."""
     p = prompt.lower()
-    if re.search(r"\bwho (are|made|built|created|trained) (you|the model)|your name|which (language )?model|who made you|model underneath", p):
+    if re.search(
+        r"\bwho (are|made|built|created|trained) (you|the model)|your name"
+        r"|which (language )?model|who made you|model underneath",
+        p,
+    ):
         return "identity"
     if NUMBER_WORDS.search(p):
         return "number"
@@ -154,7 +174,8 @@ class TrigramLM:
 
     def __init__(self) -> None:
         self.counts: dict[str, dict[tuple[str, str], dict[str, int]]] = defaultdict(
-            lambda: defaultdict(lambda: defaultdict(int)))
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
 
     def fit(self, pairs: Iterable[tuple[str, str]]) -> TrigramLM:
         """Trains on (prompt, answer) pairs; prompt words in the answer become a topic slot."""
@@ -167,8 +188,9 @@ class TrigramLM:
                 table[(a, b)][c] += 1
         return self
 
-    def generate(self, prompt: str, rng: random.Random, temperature: float = 1.0,
-                 max_tokens: int = 120) -> str:
+    def generate(
+        self, prompt: str, rng: random.Random, temperature: float = 1.0, max_tokens: int = 120
+    ) -> str:
         table = self.counts.get(classify(prompt)) or self.counts.get("text")
         if not table:
             return ""
@@ -189,6 +211,8 @@ class TrigramLM:
         return detokenize(out)
 
 
-def persona_corpus(persona: Persona, prompts: list[str], per_prompt: int, seed: int) -> list[tuple[str, str]]:
+def persona_corpus(
+    persona: Persona, prompts: list[str], per_prompt: int, seed: int
+) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     return [(p, persona.answer(p, rng)) for p in prompts for _ in range(per_prompt)]

@@ -22,7 +22,7 @@ from auditor.demo.setup import DEMO_ENDPOINTS, FLAKY, write_canaries, write_conf
 from auditor.demo.world import build_models, distill, harvest_prompts
 from auditor.errors import AuditorError
 from auditor.store import open_store, sync_endpoints
-from auditor.store.models import Attempt, Cycle, Endpoint
+from auditor.store.models import Alert, Attempt, Cycle, Endpoint
 
 Say = Callable[[str], None]
 
@@ -35,6 +35,7 @@ class DemoResult:
     bundle: Path | None
     zip_path: Path | None
     verified: str | None
+    alerts: list[str]
     harvested: int
     seconds: float
     table: Any = field(default=None, repr=False)
@@ -45,9 +46,13 @@ def _completed_cycles(store: Any, names: list[str]) -> dict[str, int]:
         rows = s.execute(
             select(Endpoint.name, func.count(Cycle.id))
             .join(Cycle, Cycle.endpoint_id == Endpoint.id)
-            .where(Cycle.status == "done", Cycle.kind.in_(("probe", "fingerprint")),
-                   Endpoint.name.in_(names))
-            .group_by(Endpoint.name)).all()
+            .where(
+                Cycle.status == "done",
+                Cycle.kind.in_(("probe", "fingerprint")),
+                Endpoint.name.in_(names),
+            )
+            .group_by(Endpoint.name)
+        ).all()
     return {name: int(n) for name, n in rows}
 
 
@@ -59,10 +64,14 @@ def _bad_news(store: Any) -> dict[str, dict[str, int]]:
             select(Endpoint.name, Attempt.error_class, func.count())
             .join(Attempt, Attempt.endpoint_id == Endpoint.id)
             .where(Attempt.status.in_(("failed", "interrupted", "skipped")))
-            .group_by(Endpoint.name, Attempt.error_class)).all()
+            .group_by(Endpoint.name, Attempt.error_class)
+        ).all()
         retried = s.execute(
-            select(Endpoint.name, func.count()).join(Attempt, Attempt.endpoint_id == Endpoint.id)
-            .where(Attempt.tries > 1).group_by(Endpoint.name)).all()
+            select(Endpoint.name, func.count())
+            .join(Attempt, Attempt.endpoint_id == Endpoint.id)
+            .where(Attempt.tries > 1)
+            .group_by(Endpoint.name)
+        ).all()
     for name, cls, n in failed:
         out.setdefault(name, {})[f"failed:{cls or 'unknown'}"] = int(n)
     for name, n in retried:
@@ -70,14 +79,18 @@ def _bad_news(store: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def _run_daemon(config: Path, store: Any, cycles: int, timeout: float, say: Say,
-                env: dict[str, str]) -> dict[str, int]:
+def _run_daemon(
+    config: Path, store: Any, cycles: int, timeout: float, say: Say, env: dict[str, str]
+) -> dict[str, int]:
     names = list(DEMO_ENDPOINTS)
     log = config.parent / "daemon.log"
     with log.open("ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "auditor", "--config", str(config), "daemon", "--poll", "0.5"],
-            stdout=fh, stderr=fh, env=env)
+            stdout=fh,
+            stderr=fh,
+            env=env,
+        )
         deadline = time.monotonic() + timeout
         done: dict[str, int] = {}
         start = _completed_cycles(store, names)
@@ -104,26 +117,39 @@ def _run_daemon(config: Path, store: Any, cycles: int, timeout: float, say: Say,
     return done
 
 
-def run_demo(workdir: Path, *, cycles: int = 3, interval: float = 4.0, timeout: float = 90.0,
-             report: bool = True, say: Say = print) -> DemoResult:
+def run_demo(
+    workdir: Path,
+    *,
+    cycles: int = 3,
+    interval: float = 4.0,
+    timeout: float = 90.0,
+    report: bool = True,
+    say: Say = print,
+) -> DemoResult:
     """Runs the whole story in ``workdir`` (created; reused on a second run)."""
     t0 = time.monotonic()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    say("training the protected model, five independent controls and an independent suspect "
-        "(word trigram models with habits of their own)")
+    say(
+        "training the protected model, five independent controls and an independent suspect "
+        "(word trigram models with habits of their own)"
+    )
     models = build_models()
     gens = models.generators()
     faults = {FLAKY: Faults(rate_limited=0.15, hang=0.04, hang_seconds=2.0, retry_after=0.1)}
     env = {**os.environ, "AUDITOR_DEMO_KEY": "demo-key-not-secret"}
     env.pop("AUDITOR_CONFIG", None)
     with ModelServer({k: v for k, v in gens.items()}, faults) as server:
-        say(f"serving them on {server.base_url} (OpenAI-compatible); {FLAKY} misbehaves on "
-            "purpose: 429 with Retry-After, and hangs past the timeout")
+        say(
+            f"serving them on {server.base_url} (OpenAI-compatible); {FLAKY} misbehaves on "
+            "purpose: 429 with Retry-After, and hangs past the timeout"
+        )
         student, harvested = distill(server.base_url, "protected", harvest_prompts())
         server.models["student"] = lambda p, rng, t, m: student.generate(p, rng, t, m)
-        say(f"distilled a student: {harvested} answers harvested from the protected API, "
-            "a fresh trigram model trained on them alone, served as 'student'")
+        say(
+            f"distilled a student: {harvested} answers harvested from the protected API, "
+            "a fresh trigram model trained on them alone, served as 'student'"
+        )
         write_canaries(workdir / "canaries")
         config = write_config(workdir, server.base_url, interval)
         settings = load_settings(config)
@@ -140,8 +166,9 @@ def run_demo(workdir: Path, *, cycles: int = 3, interval: float = 4.0, timeout: 
     return result
 
 
-def _analyse_and_report(workdir: Path, config: Path, store: Any, report: bool,
-                        say: Say) -> DemoResult:
+def _analyse_and_report(
+    workdir: Path, config: Path, store: Any, report: bool, say: Say
+) -> DemoResult:
     from auditor.analysis import analyze_all
     from auditor.cli.analyze import verdict_json, verdict_table
 
@@ -150,13 +177,22 @@ def _analyse_and_report(workdir: Path, config: Path, store: Any, report: bool,
         verdicts = analyze_all(s, settings)
         names = {e.id: e.name for e in s.scalars(select(Endpoint))}
         rows = [verdict_json(v, names) for v in verdicts if v.segment is None]
-        table = verdict_table([v for v in verdicts if v.segment is None], names,
-                              settings.analysis.alpha)
+        table = verdict_table(
+            [v for v in verdicts if v.segment is None], names, settings.analysis.alpha
+        )
     bundle = zip_path = None
     verified = None
     if report:
         bundle, zip_path, verified = _report(settings, store, say)
-    return DemoResult(rows, _bad_news(store), {}, bundle, zip_path, verified, 0, 0.0, table)
+    return DemoResult(
+        rows, _bad_news(store), {}, bundle, zip_path, verified, _alerts(store), 0, 0.0, table
+    )
+
+
+def _alerts(store: Any) -> list[str]:
+    with store.session() as s:
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+        return [f"{names[a.suspect_id]}: {a.message}" for a in s.scalars(select(Alert))]
 
 
 def _report(settings: Any, store: Any, say: Say) -> tuple[Path, Path, str]:
@@ -167,9 +203,9 @@ def _report(settings: Any, store: Any, say: Say) -> tuple[Path, Path, str]:
     key_path = settings.path(settings.signing.key_path)
     key = load_private_key(key_path) if key_path.exists() else init_key(key_path)
     with store.session() as s:
-        result = write_bundle(s, settings, ReportRequest(suspect="student", protected="protected"),
-                              key)
+        result = write_bundle(
+            s, settings, ReportRequest(suspect="student", protected="protected"), key
+        )
     check = verify_bundle(result.path)
     say(f"report bundle written and verified: {result.path}")
     return result.path, result.zip_path, check.summary()
-

@@ -37,8 +37,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class ModelServer:
-    def __init__(self, models: dict[str, Generate], faults: dict[str, Faults] | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, models: dict[str, Generate], faults: dict[str, Faults] | None = None, seed: int = 0
+    ) -> None:
         self.models = models
         self.faults = faults or {}
         self.rng = random.Random(seed)
@@ -76,8 +77,9 @@ class ModelServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: dict[str, Any],
-                      headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -89,8 +91,16 @@ class ModelServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [
-                        {"id": m, "object": "model", "owned_by": "demo"} for m in server.models]})
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [
+                                {"id": m, "object": "model", "owned_by": "demo"}
+                                for m in server.models
+                            ],
+                        },
+                    )
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
@@ -115,29 +125,47 @@ class ModelServer:
                 if fault is not None:
                     roll = server._roll()
                     if roll < fault.rate_limited:
-                        self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                                   {"Retry-After": f"{fault.retry_after:g}"})
+                        self._send(
+                            429,
+                            {"error": {"message": "rate limited", "type": "rate_limit"}},
+                            {"Retry-After": f"{fault.retry_after:g}"},
+                        )
                         return
                     if roll < fault.rate_limited + fault.hang:
                         time.sleep(fault.hang_seconds)
-                prompt = "\n".join(m.get("content", "") for m in req.get("messages", [])
-                                   if m.get("role") == "user")
+                prompt = "\n".join(
+                    m.get("content", "") for m in req.get("messages", []) if m.get("role") == "user"
+                )
                 seed = req.get("seed")
                 rng = random.Random(seed if seed is not None else server._roll())
-                temperature = float(req.get("temperature") if req.get("temperature") is not None else 1.0)
+                temperature = float(
+                    req.get("temperature") if req.get("temperature") is not None else 1.0
+                )
                 max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 200)
                 text = gen(prompt, rng, temperature, max_tokens)
                 words = len(text.split())
-                self._send(200, {
-                    "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "system_fingerprint": f"fp_{abs(hash(model)) % 10**8:08d}",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": words,
-                              "total_tokens": len(prompt.split()) + words},
-                }, {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"})
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "system_fingerprint": f"fp_{abs(hash(model)) % 10**8:08d}",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": text},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(prompt.split()),
+                            "completion_tokens": words,
+                            "total_tokens": len(prompt.split()) + words,
+                        },
+                    },
+                    {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"},
+                )
 
         return Handler

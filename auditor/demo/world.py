@@ -22,9 +22,12 @@ jungles kettles lagoons mosaics nebulae oases parrots quarries rainbows sundials
 umbrellas valleys waterfalls xylophones yogurt ziplines""".split()
 
 TEMPLATES = [
-    "Explain why {t} matter to people.", "Write a short paragraph about {t}.",
-    "What should a beginner know about {t}?", "Describe {t} to a curious child.",
-    "Give me an interesting fact about {t}.", "Why do some people love {t}?",
+    "Explain why {t} matter to people.",
+    "Write a short paragraph about {t}.",
+    "What should a beginner know about {t}?",
+    "Describe {t} to a curious child.",
+    "Give me an interesting fact about {t}.",
+    "Why do some people love {t}?",
 ]
 
 # name, maker, seed; the first is the protected model
@@ -35,7 +38,10 @@ CAST = {
     "control-c": ("Dune", "Sandstone Systems", 41),
     "control-d": ("Ember", "Hearth Computing", 53),
     "control-e": ("Fjord", "Northsea Models", 67),
-    "indie-suspect": ("Garnet", "Redrock Labs", 79),
+    "control-f": ("Gale", "Windward AI", 71),
+    "control-g": ("Harbor", "Portside Labs", 83),
+    "control-h": ("Iris", "Spectrum Research", 97),
+    "indie-suspect": ("Jasper", "Redrock Labs", 79),
 }
 
 
@@ -56,8 +62,14 @@ def canary_prompts(n_text: int = 40) -> tuple[list[str], list[str]]:
 
 def harvest_prompts() -> list[str]:
     _, harvest = canary_prompts()
-    extra = ["Who are you?", "What is your name?", "Who made you?",
-             "Pick a number between 1 and 10.", "Name a colour.", "Name an animal."]
+    extra = [
+        "Who are you?",
+        "What is your name?",
+        "Who made you?",
+        "Pick a number between 1 and 10.",
+        "Name a colour.",
+        "Name an animal.",
+    ]
     return harvest + extra * 6
 
 
@@ -71,7 +83,8 @@ class DemoModels:
     def generators(self) -> dict[str, Generate]:
         def make(lm: TrigramLM) -> Generate:
             return lambda prompt, rng, temperature, max_tokens: lm.generate(
-                prompt, rng, temperature, max_tokens)
+                prompt, rng, temperature, max_tokens
+            )
 
         return {name: make(lm) for name, lm in self.lms.items()}
 
@@ -87,17 +100,24 @@ def build_models(seed: int = 0) -> DemoModels:
     return DemoModels(lms)
 
 
-def distill(teacher_base_url: str, teacher_model: str, prompts: list[str],
-            samples: int = 2, api_key: str = "demo-key") -> tuple[TrigramLM, int]:
+def distill(
+    teacher_base_url: str,
+    teacher_model: str,
+    prompts: list[str],
+    samples: int = 2,
+    api_key: str = "demo-key",
+) -> tuple[TrigramLM, int]:
     """The distiller's side: harvest the teacher's API, train a student on what came back."""
-    client = openai.OpenAI(base_url=teacher_base_url, api_key=api_key, max_retries=3,
-                           timeout=10)
+    client = openai.OpenAI(base_url=teacher_base_url, api_key=api_key, max_retries=3, timeout=10)
     pairs = []
     for prompt in prompts:
         for _ in range(samples):
             reply = client.chat.completions.create(
-                model=teacher_model, messages=[{"role": "user", "content": prompt}],
-                temperature=1.0, max_tokens=200)
+                model=teacher_model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=1.0,
+                max_tokens=200,
+            )
             pairs.append((prompt, reply.choices[0].message.content or ""))
     client.close()
     return TrigramLM().fit(pairs), len(pairs)

@@ -32,7 +32,10 @@ Signatures::
 
 Method: for each representation (word n-grams, ``layout`` = n-grams of the answer's
 punctuation/line/list skeleton, style rates) a model's number is its mean per-canary
-cosine similarity to P. The null is model-level: S is exchangeable with the controls.
+cosine similarity to P; with ``residual=True`` (the default) a fourth number is the
+residual style correlation: how far X departs from the reference controls on the same
+canaries where P does (``channel_p_values["style_residual"]``). The null is model-level:
+S is exchangeable with the controls.
 Numbers are standardised by the controls and averaged over representations; each
 control's composite is computed against the other controls (leave-one-out); the p-value
 is the Student-t prediction p-value (df = m-1) of S's composite among the controls'.

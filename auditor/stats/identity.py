@@ -1,6 +1,14 @@
 """Identity claims: does the suspect claim the protected model's identity more often than
-the controls do? One-sided Fisher exact test of the suspect's claim rate against the
-controls' pooled rate."""
+independent models do?
+
+The p-value is model-level, like every p-value the auditor combines: under the null the
+suspect is exchangeable with the m controls, so the chance that its claim rate is at
+least as high as it is, ranked among the m + 1 models (ties counted against the
+suspect), is at most ``(1 + #{controls at or above it}) / (m + 1)``. That is exact but
+can go no lower than ``1 / (m + 1)``. The response-level Fisher exact test (suspect's
+claims against the controls' pooled claims) is reported beside it as a description of
+the strength of the contrast; it treats responses as independent, which the models are
+not, so it never enters the verdict."""
 
 from __future__ import annotations
 
@@ -15,13 +23,15 @@ __all__ = ["IdentityResult", "count_claims", "identity_test"]
 
 @dataclass(frozen=True)
 class IdentityResult:
-    p_value: float
+    p_value: float  # model-level rank p-value among suspect and controls
     odds_ratio: float
     suspect_claims: int
     suspect_total: int
     control_claims: int
     control_total: int
     claiming_canaries: tuple[str, ...]
+    fisher_p: float = 1.0  # response-level, descriptive only
+    control_rates: tuple[float, ...] = ()
 
 
 def _compile(patterns: Sequence[str | re.Pattern[str]]) -> list[re.Pattern[str]]:
@@ -52,13 +62,20 @@ def identity_test(
     controls: Mapping[str, Mapping[str, Sequence[str]]],
     patterns: Sequence[str | re.Pattern[str]],
 ) -> IdentityResult:
-    """Fisher exact (greater): suspect claims vs pooled control claims of P's identity."""
+    """Rank of the suspect's claim rate among the controls' (model level), plus Fisher."""
     sh, st, where = count_claims(suspect, patterns)
     ch = ct = 0
+    rates = []
     for resp in controls.values():
         h, t, _ = count_claims(resp, patterns)
         ch, ct = ch + h, ct + t
-    if st == 0 or ct == 0:
+        if t:
+            rates.append(h / t)
+    if st == 0 or not rates:
         return IdentityResult(1.0, float("nan"), sh, st, ch, ct, tuple(where))
+    rate = sh / st
+    at_or_above = sum(r >= rate for r in rates)
+    p_rank = (1 + at_or_above) / (len(rates) + 1) if sh else 1.0
     res = stats.fisher_exact([[sh, st - sh], [ch, ct - ch]], alternative="greater")
-    return IdentityResult(float(res.pvalue), float(res.statistic), sh, st, ch, ct, tuple(where))
+    return IdentityResult(p_rank, float(res.statistic), sh, st, ch, ct, tuple(where),
+                          float(res.pvalue), tuple(rates))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["prediction_pvalue", "composite_scores", "MIN_CONTROLS"]
+__all__ = ["prediction_pvalue", "composite_scores", "composite_scores_batch", "MIN_CONTROLS"]
 
 MIN_CONTROLS = 3
 
@@ -40,9 +40,11 @@ def prediction_pvalue(x: float, null: np.ndarray) -> tuple[float, float]:
     return float(stats.t.sf(t, m - 1)), float(t)
 
 
-def _z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    mu = np.nanmean(ref, axis=0)
-    sd = np.nanstd(ref, axis=0, ddof=1)
+def _z(values: np.ndarray, ref: np.ndarray, axis: int = 0) -> np.ndarray:
+    """z-scores of ``values`` against the reference rows of ``ref`` along ``axis``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.nanmean(ref, axis=axis)
+        sd = np.nanstd(ref, axis=axis, ddof=1)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
     return (values - mu) / sd
 
@@ -75,4 +77,27 @@ def composite_scores(
         if symmetric:
             rest = np.vstack([rest, suspect[None, :]])
         zc[j] = np.nanmean(_z(controls[j], rest))
+    return zs, zc
+
+
+def composite_scores_batch(
+    suspect: np.ndarray, controls: np.ndarray, symmetric: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``composite_scores`` for a batch (e.g. bootstrap replicates) at once.
+
+    ``suspect``: shape (B, R); ``controls``: shape (B, m, R). Returns (B,) and (B, m).
+    """
+    suspect = np.asarray(suspect, dtype=np.float64)
+    controls = np.asarray(controls, dtype=np.float64)
+    if suspect.shape[1] == 1:
+        return suspect[:, 0].copy(), controls[:, :, 0].copy()
+    m = controls.shape[1]
+    with np.errstate(invalid="ignore"):
+        zs = np.nanmean(_z(suspect, controls, axis=1), axis=1)
+        zc = np.empty((suspect.shape[0], m))
+        for j in range(m):
+            rest = np.delete(controls, j, axis=1)
+            if symmetric:
+                rest = np.concatenate([rest, suspect[:, None, :]], axis=1)
+            zc[:, j] = np.nanmean(_z(controls[:, j], rest, axis=1), axis=1)
     return zs, zc

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nullmodel import MIN_CONTROLS, composite_scores, prediction_pvalue
+from .nullmodel import MIN_CONTROLS, composite_scores, composite_scores_batch, prediction_pvalue
 from .similarity import SimilarityTensor, canary_similarities
 from .text import TextConfig
 
@@ -104,20 +104,30 @@ def _residual_parts(
     return a, b, valid
 
 
-def _weighted_corr(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Mean over features of the weighted Pearson correlation of a[:, f] and b[:, f].
+def _moment_columns(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per-canary columns whose weighted sums give every model's weighted correlations:
+    for each model, [valid, a (F), b (F), a*b (F), a*a (F), b*b (F)] (a, b are zero where
+    the canary is not valid). Shape (Q, n_models * (1 + 5F))."""
+    cols = []
+    for a, b, v in parts:
+        cols += [v[:, None].astype(np.float64), a, b, a * b, a * a, b * b]
+    return np.concatenate(cols, axis=1)
 
-    ``w``: (B, Q) non-negative canary weights (zero for invalid canaries); returns (B,).
-    Features with no spread are left out; NaN when no feature has spread."""
-    n = w.sum(axis=1, keepdims=True)  # (B, 1)
+
+def _weighted_corr(sums: np.ndarray, n_models: int, n_feat: int) -> np.ndarray:
+    """Mean over features of the weighted Pearson correlation of a[:, f] and b[:, f],
+    from the weighted column sums of ``_moment_columns`` (shape (B, columns)); returns
+    (B, n_models). Features with no spread are left out; NaN when none has spread."""
+    x = sums.reshape(sums.shape[0], n_models, 1 + 5 * n_feat)
+    n = x[:, :, :1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        ma, mb = (w @ a) / n, (w @ b) / n
-        cab = (w @ (a * b)) / n - ma * mb
-        vaa = (w @ (a * a)) / n - ma**2
-        vbb = (w @ (b * b)) / n - mb**2
+        sa, sb, sab, saa, sbb = (x[:, :, 1 + k * n_feat : 1 + (k + 1) * n_feat] / n for k in range(5))
+        cab = sab - sa * sb
+        vaa = saa - sa**2
+        vbb = sbb - sb**2
         ok = (vaa > 1e-12) & (vbb > 1e-12)
         r = np.where(ok, cab / np.sqrt(np.where(ok, vaa * vbb, 1.0)), np.nan)
-        return np.nanmean(r, axis=1)
+        return np.nanmean(r, axis=2)
 
 
 def _effect(zs: float, zc: np.ndarray) -> float:
@@ -164,9 +174,11 @@ def provenance_test(
         parts.append(_residual_parts(st, p, s, cs))
         parts += [_residual_parts(st, p, c, [k for k in cs if k != c]) for c in cs]
 
+    cols = _moment_columns(parts) if use_resid else None
+
     def resid_values(w: np.ndarray) -> np.ndarray:
         """(B, 1+m) residual correlations of S and the controls under canary weights w."""
-        return np.stack([_weighted_corr(a, b, w * v) for a, b, v in parts], axis=1)
+        return _weighted_corr(w @ cols, len(parts), parts[0][0].shape[1])
 
     fs = _model_values(sub, p, [s])[0]
     fc = _model_values(sub, p, cs)
@@ -193,9 +205,12 @@ def provenance_test(
             means = sums / ns  # (B, R, 1+m)
         if use_resid:
             means = np.concatenate([means, resid_values(w.astype(np.float64))[:, None, :]], axis=1)
-        for b in range(n_boot):
-            bzs, bzc = composite_scores(means[b, :, 0], means[b, :, 1:].T, symmetric=symmetric)
-            boots.append(_effect(bzs, bzc))
+        bzs, bzc = composite_scores_batch(
+            means[:, :, 0], means[:, :, 1:].transpose(0, 2, 1), symmetric=symmetric
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.std(bzc, axis=1, ddof=1)
+            boots = list((bzs - bzc.mean(axis=1)) / np.where(sd > 0, sd, 1e-12))
     lo, hi = np.nanquantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan)
 
     # per-canary decomposition of the similarity part of the composite numerator

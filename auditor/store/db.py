@@ -35,8 +35,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     except Exception as exc:
         raise AuditorError(
             f"database_url {url!r} is not a valid URL",
-            [Problem(str(exc), fix="use sqlite:///var/auditor.db or "
-                     "postgresql+psycopg://user@host:5432/dbname")],
+            [
+                Problem(
+                    str(exc),
+                    fix="use sqlite:///var/auditor.db or "
+                    "postgresql+psycopg://user@host:5432/dbname",
+                )
+            ],
         ) from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -106,7 +111,9 @@ def ensure_current(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current != head:
         tables = inspect(engine).get_table_names()
-        hint = "run `auditor db upgrade`" if tables or current is None else "run `auditor db upgrade`"
+        hint = (
+            "run `auditor db upgrade`" if tables or current is None else "run `auditor db upgrade`"
+        )
         raise AuditorError(
             f"database schema is at {current or 'no revision'}, the code needs {head}",
             [Problem("migrations not applied", fix=hint)],

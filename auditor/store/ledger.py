@@ -1,7 +1,8 @@
 """The hash-chained ledger of responses: tamper-evident chain of custody.
 
-Each response's record is its evidence in canonical JSON (endpoint name, canary id,
-version and salted commitment (never an unsalted hash a guess could be checked against), sample index, text, metadata, SHA-256 of the raw body, time).
+Each response's record is its evidence in canonical JSON: endpoint name, canary id,
+version and salted commitment (never an unsalted hash a guessed prompt could be checked
+against), sample index, text, metadata, SHA-256 of the raw body, time.
 ``record_hash = sha256(record)`` and ``chain = sha256(prev_chain || record_hash)``, so
 changing, removing or reordering any stored response breaks every link after it.
 Appends lock the single ``ledger_head`` row, so processes on several machines extend one
@@ -26,9 +27,7 @@ from auditor.store.models import CanaryVersion, Endpoint, LedgerHead, Response, 
 GENESIS = "0" * 64
 
 
-def ledger_record(
-    response: Response, endpoint: Endpoint, canary: CanaryVersion
-) -> dict[str, Any]:
+def ledger_record(response: Response, endpoint: Endpoint, canary: CanaryVersion) -> dict[str, Any]:
     """The canonical evidence record of one response, as hashed into the chain."""
     return {
         "endpoint": endpoint.name,
@@ -85,8 +84,9 @@ def append(session: Session, responses: Sequence[Response]) -> str:
     endpoint, canary = _lookup(session)
     seq, chain = head.seq, head.chain
     for response in responses:
-        record = ledger_record(response, endpoint(response.endpoint_id),
-                               canary(response.canary_version_id))
+        record = ledger_record(
+            response, endpoint(response.endpoint_id), canary(response.canary_version_id)
+        )
         seq += 1
         response.seq = seq
         response.record_hash = sha256_hex(canonical_json(record))
@@ -107,7 +107,9 @@ class LedgerBreak:
     reason: str
 
     def __str__(self) -> str:
-        return f"ledger broken at position {self.seq} (response id {self.response_id}): {self.reason}"
+        return (
+            f"ledger broken at position {self.seq} (response id {self.response_id}): {self.reason}"
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,14 @@ def verify(session: Session) -> LedgerCheck:
         prev, expected_seq = row.chain, expected_seq + 1
     head = session.execute(select(LedgerHead).where(LedgerHead.id == 1)).scalar_one_or_none()
     if head is not None and (head.seq != expected_seq - 1 or head.chain != prev):
-        return LedgerCheck(count, prev, LedgerBreak(
-            head.seq, 0, f"the head says {head.seq} entries ending {head.chain[:12]}, "
-            f"the rows end at {expected_seq - 1} with {prev[:12]} (rows removed?)"))
+        return LedgerCheck(
+            count,
+            prev,
+            LedgerBreak(
+                head.seq,
+                0,
+                f"the head says {head.seq} entries ending {head.chain[:12]}, "
+                f"the rows end at {expected_seq - 1} with {prev[:12]} (rows removed?)",
+            ),
+        )
     return LedgerCheck(count, prev, None)

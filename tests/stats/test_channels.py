@@ -59,8 +59,25 @@ def test_identity_test_flags_a_suspect_claiming_the_protected_identity() -> None
         f"C{j}": {f"q{i}": ["I am a helpful assistant."] * 3 for i in range(5)} for j in range(5)
     }
     r = identity_test(suspect, controls, pats)
-    assert r.p_value < 1e-6 and r.suspect_claims == 15 and len(r.claiming_canaries) == 5
+    assert r.p_value == 1 / 6  # the most extreme of six exchangeable models
+    assert r.fisher_p < 1e-6 and r.suspect_claims == 15 and len(r.claiming_canaries) == 5
     assert identity_test(controls["C0"], controls, pats).p_value == 1.0
+
+
+def test_identity_p_value_is_valid_when_the_suspect_is_one_more_independent_model() -> None:
+    """Exchangeable claim rates: P(p <= u) <= u for the rank p-value."""
+    rng = np.random.default_rng(3)
+    pats = [r"\bAurora\b"]
+    ps = []
+    for _ in range(2000):
+        rates = rng.beta(0.5, 5.0, size=6)
+        models = [{f"q{i}": ["I am Aurora." if rng.uniform() < r else "Hello." for _ in range(4)]
+                   for i in range(5)} for r in rates]
+        ps.append(identity_test(models[0], {f"C{j}": m for j, m in enumerate(models[1:])},
+                                pats).p_value)
+    ps_arr = np.array(ps)
+    for u in (1 / 6, 2 / 6, 3 / 6):
+        assert (ps_arr <= u + 1e-12).mean() <= u + 0.03
 
 
 def test_topk_overlap_and_kl_behave_at_the_extremes() -> None:

@@ -37,3 +37,16 @@ def test_default_composite_pvalue_is_conservative_at_every_level() -> None:
 def test_prediction_pvalue_is_small_for_an_outlying_suspect() -> None:
     p, t = prediction_pvalue(10.0, np.array([0.0, 1.0, -1.0, 0.5, -0.5]))
     assert p < 0.01 and t > 5
+
+
+def test_batch_composite_matches_the_single_composite() -> None:
+    from auditor.stats.nullmodel import composite_scores_batch
+
+    rng = np.random.default_rng(4)
+    s, c = rng.normal(size=(5, 3)), rng.normal(size=(5, 7, 3))
+    c[2, 3, 1] = np.nan
+    for sym in (False, True):
+        zs, zc = composite_scores_batch(s, c, symmetric=sym)
+        for b in range(5):
+            zs1, zc1 = composite_scores(s[b], c[b], symmetric=sym)
+            assert np.isclose(zs[b], zs1) and np.allclose(zc[b], zc1)
