@@ -102,7 +102,7 @@ def _canary_nodes(doc: yaml.Node, file: str, problems: list[Problem]) -> list[ya
             if extra:
                 problems.append(
                     Problem(
-                        f"unknown top-level key(s) {sorted(extra)}",
+                        f"unknown top-level key(s) {sorted(str(k) for k in extra)}",
                         file,
                         doc.start_mark.line + 1,
                         "a file holds `canaries:` (a list) and nothing else",

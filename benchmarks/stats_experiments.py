@@ -6,6 +6,10 @@ For each canary budget N and seed: draw N prompts answered by every involved mod
 score every case (suspect vs protected, the cases file's controls as the null) and every
 control as a pseudo-suspect against each protected model (that control left out of the
 pool), then print AUROC of -log10(p), TPR and FPR at alpha.
+
+``--reps word layout style opening`` adds the opening-words representation (measured at
+5 seeds: AUROC 0.913/0.940/0.956/0.963, FPR 0.050/0.025/0.030/0.025 at 50/100/200/400,
+not better than the default, so it is opt-in).
 """
 
 from __future__ import annotations

@@ -13,7 +13,12 @@ Representations (``REPRESENTATIONS``):
 - ``layout``: character 4-grams of the text's skeleton, where every run of letters
   becomes ``w``, every run of digits ``0`` and every run of spaces one space, so only
   punctuation, line breaks, list markers and markdown survive: the shape of an answer;
-- ``style``: a dense vector of style rates (length, lines, lists, punctuation, case...).
+- ``style``: a dense vector of style rates (length, lines, lists, punctuation, case...);
+- ``opening``: the answer's opening words: one hashed column per prefix of the first
+  ``opening_n`` words (lower case), each weighted ``1/sqrt(opening_n)``, so the cosine of
+  two answers is the length of their common opening (in words) over ``opening_n``.
+  Students copy their teacher's stock openings ("Sure! Here are", "As an AI language
+  model", "1.") far more than surface topic words.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ __all__ = [
     "style_features",
     "style_rows",
     "featurise",
+    "opening_rows",
 ]
 
-REPRESENTATIONS = ("word", "char", "layout", "style")
+REPRESENTATIONS = ("word", "char", "layout", "style", "opening")
 
 STYLE_FEATURES = (
     "log_chars",
@@ -94,6 +100,7 @@ class TextConfig:
     char_n: int = 4
     layout_n: int = 4
     max_chars: int = 2000
+    opening_n: int = 5
     chunk_bytes: int = 1_000_000
 
 
@@ -132,8 +139,8 @@ def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray,
     return _mix(h)[ok], rows[:size][ok]
 
 
-def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of words (runs of letters or digits) and of consecutive word pairs."""
+def _words(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hash and row of every word (run of letters or digits), in text order."""
     word = (_IS_ALPHA[buf] | _IS_DIGIT[buf]).view(np.int8)
     edges = np.diff(word, prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
@@ -149,8 +156,14 @@ def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     np.cumprod(inv, out=inv)
     prefix = np.zeros(c.size + 1, dtype=np.uint64)
     np.cumsum(c * powers, out=prefix[1:])
-    hw = _mix((prefix[ends] - prefix[starts]) * inv[starts])
-    rw = rows[starts]
+    return _mix((prefix[ends] - prefix[starts]) * inv[starts]), rows[starts]
+
+
+def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of words (runs of letters or digits) and of consecutive word pairs."""
+    hw, rw = _words(buf, rows)
+    if hw.size == 0:
+        return hw, rw
     same = rw[1:] == rw[:-1]
     hb = _mix(hw[:-1] * _BIGRAM_K + hw[1:] + np.uint64(7))[same]
     return np.concatenate((hw, hb)), np.concatenate((rw, rw[1:][same]))
@@ -263,6 +276,42 @@ def style_features(texts: Sequence[str], config: TextConfig | None = None) -> np
     return out
 
 
+def _opening_hashes(
+    buf: np.ndarray, rows: np.ndarray, n_rows: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the prefixes of 1..n words of every text (one per prefix length)."""
+    hw, rw = _words(buf, rows)
+    if hw.size == 0:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    first = np.searchsorted(rw, np.arange(n_rows))  # index of each row's first word
+    pos = np.arange(hw.size) - first[rw]
+    h = np.zeros(n_rows, dtype=np.uint64)
+    hs, rs = [], []
+    for k in range(n):
+        sel = pos == k
+        r = rw[sel]
+        h[r] = _mix(h[r] * _B + hw[sel] + np.uint64(k + 1))
+        hs.append(h[r].copy())
+        rs.append(r)
+    return np.concatenate(hs), np.concatenate(rs)
+
+
+def opening_rows(texts: Sequence[str], config: TextConfig | None = None) -> sp.csr_matrix:
+    """Rows of the ``opening`` representation: prefix hashes of the first words, each of
+    weight ``1/sqrt(opening_n)`` (not unit norm for answers shorter than that)."""
+    cfg = config or TextConfig()
+    blocks: list[sp.csr_matrix] = []
+    for start, stop in _chunks(texts, cfg):
+        buf, rows = _encode(texts[start:stop], min(cfg.max_chars, 400))
+        h, r = _opening_hashes(_LOWER[buf], rows, stop - start, cfg.opening_n)
+        m = _to_csr(h, r, stop - start, cfg.bits)
+        m.data[:] = 1.0 / np.sqrt(cfg.opening_n)  # a (rare) hash collision stays one entry
+        blocks.append(m)
+    if not blocks:
+        return sp.csr_matrix((0, 1 << cfg.bits), dtype=np.float32)
+    return sp.vstack(blocks, format="csr")
+
+
 def featurise(
     texts: Sequence[str], rep: str, config: TextConfig | None = None
 ) -> np.ndarray | sp.csr_matrix:
@@ -272,6 +321,8 @@ def featurise(
     """
     if rep == "style":
         return style_rows(style_features(texts, config))
+    if rep == "opening":
+        return opening_rows(texts, config)
     return tfidf_normalise(ngram_counts(texts, rep, config))
 
 

@@ -40,9 +40,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from auditor.config import Endpoint as EndpointConfig
@@ -370,14 +370,15 @@ def record(session: Session, worker: str, outcomes: Sequence[Outcome]) -> int:
         rows = [{c: getattr(r, c) for c in _RESPONSE_COLUMNS} for r in responses]
         for r in responses:
             session.expunge(r)
-        session.execute(insert(Response.__table__), rows)
+        session.execute(insert(_responses), rows)
     return len(kept)
 
 
 _RESPONSE_COLUMNS = [c.key for c in Response.__table__.columns if c.key != "id"]
 _OUTCOME_COLUMNS = ("status", "tries", "started_at", "finished_at", "latency_ms", "http_status",
                     "error_class", "error_message", "request_id")
-_attempts = Attempt.__table__
+_attempts = cast(Table, Attempt.__table__)
+_responses = cast(Table, Response.__table__)
 # Core executemany: one statement for the batch, without the ORM's per-row bookkeeping.
 _UPDATE_OUTCOME = (
     update(_attempts).where(_attempts.c.id == bindparam("b_id"))

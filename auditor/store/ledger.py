@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["GENESIS", "LedgerBreak", "append", "chain_hash", "ledger_record", "verify"]
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -54,18 +54,18 @@ def chain_hash(prev_chain: str, record_hash: str) -> str:
     return sha256_hex((prev_chain + record_hash).encode("ascii"))
 
 
-def _lookup(session: Session) -> tuple[Callable[[int], Endpoint], Callable[[int], CanaryVersion]]:
-    def endpoint(i: int) -> Endpoint:
-        ep = session.get(Endpoint, i)
-        assert ep is not None, f"endpoint {i} missing"
-        return ep
-
-    def canary(i: int) -> CanaryVersion:
-        cv = session.get(CanaryVersion, i)
-        assert cv is not None, f"canary version {i} missing"
-        return cv
-
-    return endpoint, canary
+def _rows(
+    session: Session, responses: Sequence[Response]
+) -> tuple[dict[int, Endpoint], dict[int, CanaryVersion]]:
+    """The endpoints and canary versions the responses point at, in two queries."""
+    ep_ids = {r.endpoint_id for r in responses}
+    cv_ids = {r.canary_version_id for r in responses}
+    endpoints = {e.id: e for e in session.scalars(select(Endpoint).where(Endpoint.id.in_(ep_ids)))}
+    canaries = {
+        c.id: c
+        for c in session.scalars(select(CanaryVersion).where(CanaryVersion.id.in_(cv_ids)))
+    }
+    return endpoints, canaries
 
 
 def append(session: Session, responses: Sequence[Response]) -> str:
@@ -81,11 +81,11 @@ def append(session: Session, responses: Sequence[Response]) -> str:
     head = session.execute(
         select(LedgerHead).where(LedgerHead.id == 1).with_for_update()
     ).scalar_one()
-    endpoint, canary = _lookup(session)
+    endpoints, canaries = _rows(session, responses)
     seq, chain = head.seq, head.chain
     for response in responses:
         record = ledger_record(
-            response, endpoint(response.endpoint_id), canary(response.canary_version_id)
+            response, endpoints[response.endpoint_id], canaries[response.canary_version_id]
         )
         seq += 1
         response.seq = seq

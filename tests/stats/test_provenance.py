@@ -201,3 +201,23 @@ def test_real_benchmark_protocol_at_a_small_budget_is_calibrated() -> None:
     assert 0 < y.sum() < y.size
     assert np.mean(p[y == 0] < 0.05) <= 0.10
     assert auroc(-np.log10(p), y) > 0.8
+
+
+def test_opening_representation_is_available_to_the_test() -> None:
+    rng = np.random.default_rng(5)
+    canaries = [f"q{i}" for i in range(30)]
+    stock = {"T": "Sure! Here are", "S": "Sure! Here are"}
+    stock.update({f"C{i}": f"Answer {i} is" for i in range(6)})
+
+    def answers(name: str) -> dict[str, list[str]]:
+        def body() -> str:
+            words = rng.choice(["a", "b", "c", "d,", "e.", "F", "7"], int(rng.integers(5, 40)))
+            return "\n".join(" ".join(words[i : i + 6]) for i in range(0, len(words), 6))
+
+        return {c: [f"{stock[name]} {body()}"] for c in canaries}
+
+    ctrl = {k: answers(k) for k in stock if k.startswith("C")}
+    reps = ("word", "layout", "style", "opening")
+    r = text_provenance(answers("T"), answers("S"), ctrl, reps=reps, n_boot=10)
+    assert "opening" in r.channel_p_values and r.params["reps"] == list(reps)
+    assert r.channel_p_values["opening"] < 0.01 and 0.0 <= r.p_value <= 1.0

@@ -49,3 +49,27 @@ def test_similarity_tensor_carries_raw_style_rates_with_nan_for_missing_answers(
     assert np.isnan(st.style[1, 1]).all() and np.isfinite(st.style[0]).all()
     both = style_features(["Hi!\n- a", "Hello."]).mean(axis=0)
     assert np.allclose(st.style[0, 0], both)
+
+
+def test_opening_similarity_is_common_prefix_length_over_n() -> None:
+    texts = [
+        "Sure! Here are some ideas: a b c",
+        "sure, here are other things",
+        "Here are some",
+        "",
+        "SURE here ARE some ideas too, and more",
+    ]
+    x = featurise(texts, "opening")
+    sims = (x @ x.T).toarray()
+    assert np.allclose(sims[0, 1], 3 / 5) and np.allclose(sims[0, 4], 1.0)
+    assert np.allclose(sims[0, 2], 0.0) and np.allclose(sims[3], 0.0)
+    assert np.allclose(sims[2, 2], 3 / 5)  # shorter than n words: partial norm
+    x3 = featurise(texts, "opening", TextConfig(opening_n=3))
+    assert np.allclose((x3 @ x3.T).toarray()[0, 1], 1.0)
+
+
+def test_opening_is_chunk_invariant() -> None:
+    texts = [f"Answer number {i} begins here and goes on" for i in range(50)]
+    a = featurise(texts, "opening")
+    b = featurise(texts, "opening", TextConfig(chunk_bytes=64))
+    assert (a != b).nnz == 0

@@ -65,9 +65,9 @@ def test_a_recomputed_forgery_is_caught_by_the_next_link(store: Store) -> None:
     with store.session() as s:
         row = s.scalars(select(Response).where(Response.seq == 2)).one()
         row.text = "forged"
-        eps, cvs = ledger._lookup(s)
+        eps, cvs = ledger._rows(s, [row])
         row.record_hash = sha256_hex(canonical_json(
-            ledger.ledger_record(row, eps(row.endpoint_id), cvs(row.canary_version_id))))
+            ledger.ledger_record(row, eps[row.endpoint_id], cvs[row.canary_version_id])))
         row.chain = ledger.chain_hash(row.prev_chain, row.record_hash)
     with store.session() as s:
         check = ledger.verify(s)
