@@ -7,7 +7,7 @@ import math
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.table import Column, Table
 
 from auditor.cli._common import console, open_session, settings
 from auditor.store import sync_endpoints
@@ -27,18 +27,26 @@ def _fmt(x: float | None, spec: str = ".2g") -> str:
 
 
 def verdict_table(verdicts: list[Verdict], names: dict[int, str], alpha: float) -> Table:
-    table = Table("suspect", "protected", "p", "q", "e", "effect (95% CI)", "n", "verdict",
-                  title="Verdicts", box=box.SIMPLE_HEAD, caption=(
+    protected = sorted({names[v.protected_id] for v in verdicts})
+    one = len(protected) == 1
+    columns = ["suspect", *([] if one else ["protected"]), "p", "q", "e", "effect (CI)", "n",
+               "verdict"]
+    table = Table(*(Column(c, no_wrap=True) for c in columns), box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True,
+                  title=f"Verdicts against {protected[0]}" if one else "Verdicts", caption=(
                       f"p: model-level p-value; q: after FDR control across suspects; "
                       f"DERIVED when q <= {alpha:g}. e: anytime-valid monitoring e-value "
                       f"(alarm at {1 / alpha:g}). effect: control SDs above the controls. "
                       "n: canaries. Suggestive: p <= alpha but not after FDR."))
     for v in verdicts:
-        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}, {_fmt(v.effect_high, '.1f')})"
+        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
         style = "bold red" if v.significant else None
-        table.add_row(names[v.suspect_id] + (f" ({v.segment})" if v.segment else ""),
-                      names[v.protected_id], _fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value),
-                      ci, str(v.n_canaries), plain_words(v, alpha), style=style)
+        row = [names[v.suspect_id] + (f" ({v.segment})" if v.segment else "")]
+        if not one:
+            row.append(names[v.protected_id])
+        row += [_fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value), ci, str(v.n_canaries),
+                plain_words(v, alpha)]
+        table.add_row(*row, style=style)
     return table
 
 

@@ -191,8 +191,7 @@ def _analyse_and_report(
 
 def _alerts(store: Any) -> list[str]:
     with store.session() as s:
-        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
-        return [f"{names[a.suspect_id]}: {a.message}" for a in s.scalars(select(Alert))]
+        return [a.message for a in s.scalars(select(Alert))]
 
 
 def _report(settings: Any, store: Any, say: Say) -> tuple[Path, Path, str]:

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the maintained successor of httpx, also used by the SDKs
 
 from auditor.config import Endpoint, HttpTemplate
 from auditor.endpoints.base import ProbeError, Request, Result, classify_status, redact
