@@ -42,6 +42,7 @@ from auditor.store.models import (
 from auditor.version import code_version
 
 TEXT_KINDS = ("free_text", "watermark")
+MAX_SEGMENTS = 4
 
 
 @dataclass
@@ -358,9 +359,13 @@ def _verdict(pr: PairResult, ids: dict[str, int], params: dict[str, Any]) -> Ver
 
 
 def _segments(ev: Evidence, suspect: str) -> list[tuple[str, int, int]]:
-    """(label, first seq, last seq) of each run of one reported model, when it changed."""
+    """(label, first seq, last seq) of each run of one reported model, when it changed.
+
+    A label that flips back and forth (a load balancer between versions) is no change
+    point: more than ``MAX_SEGMENTS`` runs are not split.
+    """
     runs = ev.reported.get(suspect, [])
-    if len(runs) < 2:
+    if not 2 <= len(runs) <= MAX_SEGMENTS:
         return []
     bounds = [s for s, _ in runs] + [ev.last_seq + 1]
     return [(f"{m}", bounds[i], bounds[i + 1] - 1) for i, (_, m) in enumerate(runs)]

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,18 @@ def any_store(db_url: str) -> Iterator[Store]:
         yield st
     finally:
         st.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """The loopback OpenAI/Anthropic-speaking test server (``tests/probe/servers.py``)."""
+    from probe.servers import FakeServer
+
+    srv = FakeServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(autouse=True)

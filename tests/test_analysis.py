@@ -142,3 +142,35 @@ def test_no_verdict_without_responses(store: Store) -> None:
     with store.session() as s:
         sync_endpoints(s, settings_with(ROLES))
         assert analyze_all(s, settings_with(ROLES)) == []
+
+
+def test_logprob_canaries_feed_the_logprob_channel(store: Store, tmp_path: Path) -> None:
+    """Top-k next-token distributions as the OpenAI adapter stores them."""
+    d = tmp_path / "lp"
+    d.mkdir()
+    (d / "lp.yaml").write_text("canaries:\n" + "".join(
+        f"  - id: lp-{i}\n    kind: logprob\n    prompt: 'Continue: {i}'\n" for i in range(12)))
+    roles = {"p": "protected", "s": "suspect", **{f"c{j}": "control" for j in range(5)}}
+    settings = settings_with(roles)
+    rng = random.Random(0)
+    vocab = [f"t{k}" for k in range(40)]
+
+    def top(tokens: list[str]) -> list[dict[str, object]]:
+        return [{"token": tokens[0], "logprob": -0.1, "top_logprobs": [
+            {"token": t, "logprob": -0.1 - r} for r, t in enumerate(tokens)]}]
+
+    p_tokens = {i: rng.sample(vocab, 5) for i in range(12)}
+    with store.session() as s:
+        eps = sync_endpoints(s, settings)
+        sync_registry(s, load_registry(d))
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        for name in roles:
+            recs = [ImportRecord(canary_id=f"lp-{i}", text=p_tokens[i][0], collected_at=at,
+                                 logprobs=top(p_tokens[i] if name in ("p", "s")
+                                              else rng.sample(vocab, 5)))
+                    for i in range(12)]
+            import_records(s, eps[name], recs, source=name)
+    with store.session() as s:
+        verdicts = analyze_all(s, settings)
+    v = next(v for v in verdicts if v.segment is None)
+    assert "logprob" in v.channels and v.channels["logprob"]["p_value"] < 0.01
