@@ -12,7 +12,8 @@ fi
 # WeasyPrint renders PDFs through Pango; reports are set in Liberation Serif. Install
 # what is missing from Debian when we are root; otherwise say what to install.
 MISSING=()
-ldconfig -p 2>/dev/null | grep -q libpango-1.0 || MISSING+=(libpango-1.0-0 libpangoft2-1.0-0)
+LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
+"$LDCONFIG" -p 2>/dev/null | grep -q libpango-1.0 || MISSING+=(libpango-1.0-0 libpangoft2-1.0-0)
 { command -v fc-list >/dev/null && fc-list 2>/dev/null | grep -qi "Liberation Serif"; } \
   || MISSING+=(fonts-liberation)
 if [ ${#MISSING[@]} -gt 0 ]; then
