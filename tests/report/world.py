@@ -19,9 +19,9 @@ from auditor.store.models import Verdict
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 CONTROLS = ("ctl-alpha", "ctl-beta", "ctl-gamma")
-API_KEYS = {"PROT_API_KEY": "sk-prot-THISMUSTNEVERLEAK-1111",
-            "SUS_API_KEY": "sk-sus-THISMUSTNEVERLEAK-2222",
-            "CTL_API_KEY": "sk-ctl-THISMUSTNEVERLEAK-3333"}
+API_KEYS = {"PROT_API_KEY": "fake-prot-THISMUSTNEVERLEAK-1111",
+            "SUS_API_KEY": "fake-sus-THISMUSTNEVERLEAK-2222",
+            "CTL_API_KEY": "fake-ctl-THISMUSTNEVERLEAK-3333"}
 
 _WORDS = ("lantern harbour quiet tide salt rope keeper night beam fog gull stone window "
           "ember kettle copper morning ledger river orchard bell winter thread").split()
