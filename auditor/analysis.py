@@ -57,9 +57,6 @@ class Evidence:
     key_version: dict[str, int] = field(default_factory=dict)  # canary key -> version id
     last_seq: int = 0
 
-    def n_responses(self, endpoint: str) -> int:
-        return sum(len(v) for per in self.texts.values() for v in per.get(endpoint, {}).values())
-
 
 def _key(cv: CanaryVersion) -> str:
     return cv.canary_id if cv.version == 1 else f"{cv.canary_id}@v{cv.version}"
@@ -134,12 +131,6 @@ class PairResult:
     canaries: list[str]
     n_samples: int
     segment: str | None = None
-
-
-def _sub(
-    texts: dict[str, dict[str, list[str]]], names: Sequence[str]
-) -> dict[str, dict[str, list[str]]]:
-    return {n: texts.get(n, {}) for n in names}
 
 
 def _topk(lp: Any) -> dict[str, float] | None:
