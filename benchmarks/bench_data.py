@@ -28,6 +28,7 @@ __all__ = [
     "load_outputs",
     "load_cases",
     "common_prompt_ids",
+    "auroc",
     "draw_canaries",
 ]
 
@@ -120,6 +121,16 @@ def common_prompt_ids(models: list[str], root: Path | None = None) -> list[str]:
         got = set(load_outputs(m, root))
         ids = got if ids is None else ids & got
     return sorted(ids or set())
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    gt = (pos[:, None] > neg[None, :]).mean()
+    eq = (pos[:, None] == neg[None, :]).mean()
+    return float(gt + 0.5 * eq)
 
 
 def draw_canaries(ids: list[str], n: int, seed: int) -> list[str]:

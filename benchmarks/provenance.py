@@ -38,6 +38,7 @@ from auditor.store import open_store, sync_endpoints
 from auditor.store.models import Endpoint
 from benchmarks.bench_data import (
     CasesFile,
+    auroc,
     common_prompt_ids,
     draw_canaries,
     load_cases,
@@ -45,17 +46,9 @@ from benchmarks.bench_data import (
     load_prompts,
 )
 
-__all__ = ["auroc", "endpoint_name", "main", "run_budget"]
+__all__ = ["endpoint_name", "main", "run_budget"]
 
 COLLECTED = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 def endpoint_name(model: str) -> str:

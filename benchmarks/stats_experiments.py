@@ -26,6 +26,7 @@ from auditor.stats.similarity import canary_similarities
 
 from .bench_data import (
     CasesFile,
+    auroc,
     bench_available,
     common_prompt_ids,
     draw_canaries,
@@ -33,17 +34,7 @@ from .bench_data import (
     load_outputs,
 )
 
-__all__ = ["auroc", "jobs", "run_budget", "main"]
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    gt = (pos[:, None] > neg[None, :]).mean()
-    eq = (pos[:, None] == neg[None, :]).mean()
-    return float(gt + 0.5 * eq)
+__all__ = ["jobs", "run_budget", "main"]
 
 
 def jobs(cf: CasesFile) -> list[tuple[str, str, list[str], int]]:

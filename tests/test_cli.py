@@ -11,7 +11,9 @@ from sqlalchemy import create_engine, inspect
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "auditor", *args], cwd=cwd, env=full,

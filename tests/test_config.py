@@ -17,7 +17,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_defaults_apply_without_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_apply_without_a_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings()
     assert s.database_url == "sqlite:///var/auditor.db"
@@ -31,7 +33,9 @@ def test_example_config_loads_with_every_endpoint_role() -> None:
     assert {e.provider for e in s.endpoints} == {"openai", "anthropic", "http"}
 
 
-def test_config_file_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_from_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = _write(tmp_path, 'canaries_dir = "mine"\n')
     monkeypatch.setenv("AUDITOR_CONFIG", str(p))
     assert load_settings().canaries_dir == "mine"
@@ -131,6 +135,8 @@ def test_schedule_takes_cron_or_interval_not_both(tmp_path: Path) -> None:
         load_settings(p)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("6h", 21600), ("1d", 86400), (5, 5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("15m", 900), ("6h", 21600), ("1d", 86400), (5, 5)]
+)
 def test_durations_parse(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -59,7 +59,8 @@ def test_a_bad_line_is_named_and_nothing_is_written(store: Store, tmp_path: Path
         {"canary_id": "ft-greeting", "text": "ok", "collected_at": "2026-11-01T10:00:00Z"},
         "{not json",
         {"canary_id": "ft-greeting", "text": "no tz", "collected_at": "2026-11-01T10:00:00"},
-        {"canary_id": "nope", "sample_index": 1, "text": "x", "collected_at": "2026-11-01T10:00:00Z"},
+        {"canary_id": "nope", "sample_index": 1, "text": "x",
+         "collected_at": "2026-11-01T10:00:00Z"},
     ])
     with pytest.raises(AuditorError) as info, store.session() as s:
         import_jsonl(s, ep, p)

@@ -185,12 +185,11 @@ def test_salts_hide_identical_canaries(store: Store, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("answer", "expected"), [
-    ("7", "7"), ("I pick 7.", "7"), ("Seven", "other"), ("10!", "10"),
+    ("7", "7"), ("I pick 7.", "7"), ("10!", "10"), ("Seven", None), ("42", "other"),
 ])
-def test_choice_answers_normalise_to_categories(answer: str, expected: str) -> None:
+def test_choice_answers_normalise_to_categories(answer: str, expected: str | None) -> None:
     expect = ChoiceExpect(extract=r"(\d+)", categories=[str(i) for i in range(1, 11)])
-    got = normalize_choice(answer, expect)
-    assert got == (None if expected == "other" and not any(c.isdigit() for c in answer) else expected)
+    assert normalize_choice(answer, expect) == expected
 
 
 def test_choice_aliases_and_case() -> None:

@@ -121,7 +121,9 @@ def _weighted_corr(sums: np.ndarray, n_models: int, n_feat: int) -> np.ndarray:
     x = sums.reshape(sums.shape[0], n_models, 1 + 5 * n_feat)
     n = x[:, :, :1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        sa, sb, sab, saa, sbb = (x[:, :, 1 + k * n_feat : 1 + (k + 1) * n_feat] / n for k in range(5))
+        sa, sb, sab, saa, sbb = (
+            x[:, :, 1 + k * n_feat : 1 + (k + 1) * n_feat] / n for k in range(5)
+        )
         cab = sab - sa * sb
         vaa = saa - sa**2
         vbb = sbb - sb**2

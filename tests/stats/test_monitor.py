@@ -72,5 +72,6 @@ def test_calibrator_integrates_to_at_most_one() -> None:
     # midpoint rule on a log grid: integral_0^1 f(p) dp
     edges = np.concatenate([[0.0], np.logspace(-300, 0, 200001)])
     mids = (edges[1:] + edges[:-1]) / 2
-    total = sum(monitor.calibrate(float(m)) * float(w) for m, w in zip(mids, np.diff(edges)))
+    widths = np.diff(edges)
+    total = sum(monitor.calibrate(float(m)) * float(w) for m, w in zip(mids, widths, strict=True))
     assert total <= 1.0 + 1e-3

@@ -190,8 +190,8 @@ def test_residual_channel_power_grows_with_the_number_of_canaries(sim_tensor) ->
 def test_real_benchmark_protocol_at_a_small_budget_is_calibrated() -> None:
     """The provenance-bench protocol (cases + every control as a pseudo-suspect), 50
     canaries, one seed: false positives stay near alpha and positives rank above negatives."""
-    from benchmarks.bench_data import bench_available, load_cases
-    from benchmarks.stats_experiments import auroc, run_budget
+    from benchmarks.bench_data import auroc, bench_available, load_cases
+    from benchmarks.stats_experiments import run_budget
 
     if not bench_available():
         pytest.skip("../shared/provenance-bench not present (set PROVENANCE_BENCH)")

@@ -7,7 +7,8 @@ from auditor.store.models import LedgerHead, Response
 from tests.factories import fill, settings_with
 
 ANSWERS = {
-    "p": {"ft-greeting": ["Hello! How can I help?", "Hi there!"], "ft-lighthouse-keeper": ["Dark."]},
+    "p": {"ft-greeting": ["Hello! How can I help?", "Hi there!"],
+          "ft-lighthouse-keeper": ["Dark."]},
     "s": {"ft-greeting": ["Hello! How may I help?"]},
 }
 
