@@ -4,13 +4,19 @@ from __future__ import annotations
 
 __all__ = ["AnthropicAdapter", "message_params", "parse_message"]
 
-import json
 from typing import Any
 
 import anthropic
 
 from auditor.config import Endpoint
-from auditor.endpoints.base import ProbeError, Request, Result, classify_status, redact
+from auditor.endpoints.base import (
+    ProbeError,
+    Request,
+    Result,
+    classify_status,
+    redact,
+    result_from_body,
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY = "unused"
@@ -93,17 +99,7 @@ class AnthropicAdapter:
             raise ProbeError(kind, f"{type(exc).__name__} while reading the body",
                              http_status=raw.status_code, request_id=request_id,
                              headers=headers) from exc
-        try:
-            fields = parse_message(json.loads(body))
-        except ValueError as exc:
-            raise ProbeError("bad_response", f"unreadable body: {type(exc).__name__}",
-                             http_status=raw.status_code, request_id=request_id,
-                             headers=headers) from exc
-        except ProbeError as exc:
-            exc.http_status, exc.request_id, exc.headers = raw.status_code, request_id, headers
-            raise
-        return Result(raw_body=body, http_status=raw.status_code, request_id=request_id,
-                      headers=headers, **fields)
+        return result_from_body(body, parse_message, raw.status_code, request_id, headers)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -16,9 +16,11 @@ __all__ = [
     "Result",
     "classify_status",
     "request_for",
+    "result_from_body",
 ]
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,6 +138,28 @@ def request_for(endpoint: Endpoint, canary: Canary) -> Request:
         logprobs=wants_logprobs,
         top_logprobs=int(top) if top else None,
     )
+
+
+def result_from_body(
+    body: bytes,
+    parse: Callable[[Any], dict[str, Any]],
+    http_status: int,
+    request_id: str | None,
+    headers: dict[str, str],
+) -> Result:
+    """Parses a 2xx body into a Result; an unusable body is a ``bad_response`` that keeps
+    the status, request id and headers of the exchange."""
+    try:
+        fields = parse(json.loads(body))
+    except ValueError as exc:
+        raise ProbeError("bad_response", f"unreadable body: {type(exc).__name__}",
+                         http_status=http_status, request_id=request_id,
+                         headers=headers) from exc
+    except ProbeError as exc:
+        exc.http_status, exc.request_id, exc.headers = http_status, request_id, headers
+        raise
+    return Result(raw_body=body, http_status=http_status, request_id=request_id,
+                  headers=headers, **fields)
 
 
 def redact(message: str, secret: str | None) -> str:

@@ -16,7 +16,14 @@ from typing import Any
 import httpx2 as httpx  # the maintained successor of httpx, also used by the SDKs
 
 from auditor.config import Endpoint, HttpTemplate
-from auditor.endpoints.base import ProbeError, Request, Result, classify_status, redact
+from auditor.endpoints.base import (
+    ProbeError,
+    Request,
+    Result,
+    classify_status,
+    redact,
+    result_from_body,
+)
 from auditor.endpoints.openai import chat_params, parse_chat_completion
 from auditor.errors import AuditorError, Problem
 
@@ -151,18 +158,8 @@ class HttpAdapter:
             raise ProbeError(classify_status(resp.status_code),
                              redact(resp.text, self._key), http_status=resp.status_code,
                              request_id=request_id, headers=headers)
-        body = resp.content
-        try:
-            fields = self._parse(json.loads(body))
-        except ValueError as exc:
-            raise ProbeError("bad_response", f"unreadable body: {type(exc).__name__}",
-                             http_status=resp.status_code, request_id=request_id,
-                             headers=headers) from exc
-        except ProbeError as exc:
-            exc.http_status, exc.request_id, exc.headers = resp.status_code, request_id, headers
-            raise
-        return Result(raw_body=body, http_status=resp.status_code, request_id=request_id,
-                      headers=headers, **fields)
+        return result_from_body(resp.content, self._parse, resp.status_code, request_id,
+                                headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 __all__ = ["OpenAIAdapter", "parse_chat_completion"]
 
-import json
 from typing import Any
 
 import openai
 
 from auditor.config import Endpoint
-from auditor.endpoints.base import ProbeError, Request, Result, classify_status, redact
+from auditor.endpoints.base import (
+    ProbeError,
+    Request,
+    Result,
+    classify_status,
+    redact,
+    result_from_body,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "unused"  # sent when the endpoint names no key variable (local servers)
@@ -113,19 +119,8 @@ class OpenAIAdapter:
         except openai.APIResponseValidationError as exc:
             raise ProbeError("bad_response", redact(exc.message, self._key),
                              http_status=exc.status_code) from exc
-        body = raw.content
-        headers = dict(raw.headers)
-        try:
-            fields = parse_chat_completion(json.loads(body))
-        except ValueError as exc:
-            raise ProbeError("bad_response", f"unreadable body: {type(exc).__name__}",
-                             http_status=raw.status_code, request_id=raw.request_id,
-                             headers=headers) from exc
-        except ProbeError as exc:
-            exc.http_status, exc.request_id, exc.headers = raw.status_code, raw.request_id, headers
-            raise
-        return Result(raw_body=body, http_status=raw.status_code, request_id=raw.request_id,
-                      headers=headers, **fields)
+        return result_from_body(raw.content, parse_chat_completion, raw.status_code,
+                                raw.request_id, dict(raw.headers))
 
     async def aclose(self) -> None:
         await self._client.close()
