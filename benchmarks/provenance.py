@@ -39,6 +39,7 @@ from auditor.store.models import Endpoint
 from benchmarks.bench_data import (
     CasesFile,
     auroc,
+    ceiling_tpr,
     common_prompt_ids,
     draw_canaries,
     load_cases,
@@ -120,7 +121,26 @@ def summarise(rows: Sequence[dict[str, object]], alpha: float) -> dict[str, floa
     score = -np.log10(np.clip(p, 1e-300, 1.0))
     tpr = float((p[y == 1] <= alpha).mean()) if (y == 1).any() else math.nan
     fpr = float((p[y == 0] <= alpha).mean()) if (y == 0).any() else math.nan
-    return {"auroc": auroc(score, y), "tpr": tpr, "fpr": fpr}
+    return {"auroc": auroc(score, y), "tpr": tpr, "fpr": fpr,
+            "ceiling": ceiling_tpr(score, y, alpha)}
+
+
+def per_case_table(rows: Sequence[dict[str, object]], alpha: float) -> list[str]:
+    """One line per (protected, suspect): label, median p over seeds and how many seeds
+    were significant; positives first, then negatives by median p."""
+    agg: dict[tuple[str, str, int, bool], list[float]] = {}
+    for r in rows:
+        key = (str(r["protected"]), str(r["suspect"]), int(r["label"]),  # type: ignore[call-overload]
+               bool(r["pseudo"]))
+        agg.setdefault(key, []).append(float(r["p_value"]))  # type: ignore[arg-type]
+    order = sorted(agg, key=lambda k: (-k[2], float(np.median(agg[k]))))
+    out = []
+    for k in order:
+        ps = np.array(agg[k])
+        who = f"{k[1]} (control as pseudo-suspect)" if k[3] else k[1]
+        out.append(f"  {k[0]:22s} {who:50s} label={k[2]} median p={np.median(ps):.4f} "
+                   f"significant {int((ps <= alpha).sum())}/{ps.size}")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--json", type=Path, help="write every case's p-value here")
+    ap.add_argument("--per-case", action="store_true",
+                    help="after each budget, print every pair's median p over the seeds "
+                         "(to standard error)")
     args = ap.parse_args(argv)
     cf = load_cases(args.cases)
     budgets = [int(x) for x in args.canaries.split(",") if x.strip()]
@@ -145,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"canaries={n} AUROC={m['auroc']:.3f} TPR@{args.alpha:g}={m['tpr']:.3f} "
                   f"FPR@{args.alpha:g}={m['fpr']:.3f} cases={len(rows) // args.seeds} "
                   f"seeds={args.seeds}", flush=True)
-            print(f"  ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+            print(f"  ceiling TPR@{args.alpha:g}={m['ceiling']:.3f} (the best any threshold on "
+                  f"these p-values reaches at that FPR) ({time.perf_counter() - t0:.1f}s)",
+                  file=sys.stderr)
+            if args.per_case:
+                print("\n".join(per_case_table(rows, args.alpha)), file=sys.stderr)
             all_rows += rows
     if args.json:
         args.json.write_text(json.dumps(all_rows, indent=1))

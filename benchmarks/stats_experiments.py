@@ -28,6 +28,7 @@ from .bench_data import (
     CasesFile,
     auroc,
     bench_available,
+    ceiling_tpr,
     common_prompt_ids,
     draw_canaries,
     load_cases,
@@ -63,7 +64,8 @@ def run_budget(
     n_boot: int = 0,
     symmetric: bool = False,
     residual: bool = True,
-) -> list[tuple[str, str, int, float]]:
+) -> list[tuple[str, str, int, float, dict[str, float]]]:
+    """(protected, suspect, label, p-value, per-representation p-values) for every job."""
     models = cf.models()
     ids = common_prompt_ids(models)
     canaries = draw_canaries(ids, n, seed)
@@ -76,7 +78,7 @@ def run_budget(
             sim, p, s, ctrl, reps=reps, seed=seed, n_boot=n_boot, symmetric=symmetric,
             residual=residual,
         )
-        rows.append((p, s, y, r.p_value))
+        rows.append((p, s, y, r.p_value, r.channel_p_values))
     return rows
 
 
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-residual", action="store_true",
                     help="leave the residual style correlation out of the composite")
     ap.add_argument("--per-case", action="store_true", help="print median p per job")
+    ap.add_argument("--channels", action="store_true",
+                    help="also score each representation alone: AUROC and the ceiling TPR "
+                         "(the best any threshold on it reaches at FPR <= alpha)")
     args = ap.parse_args(argv)
     if not bench_available():
         print("provenance-bench not found (set PROVENANCE_BENCH)", file=sys.stderr)
@@ -110,13 +115,22 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"canaries={n} AUROC={auroc(score, y):.3f} TPR@{args.alpha}={tpr:.3f} "
             f"FPR@{args.alpha}={fpr:.3f} cases={len(rows) // args.seeds} "
-            f"seeds={args.seeds} ({time.time() - t0:.0f}s)",
+            f"seeds={args.seeds} ceiling={ceiling_tpr(score, y, args.alpha):.3f} "
+            f"({time.time() - t0:.0f}s)",
             flush=True,
         )
+        if args.channels:
+            for ch in rows[0][4]:
+                cp = np.array([r[4][ch] for r in rows])
+                cs = -np.log10(np.clip(cp, 1e-300, 1.0))
+                print(f"   {ch:16s} AUROC={auroc(cs, y):.3f} "
+                      f"TPR@{args.alpha}={np.mean(cp[y == 1] < args.alpha):.3f} "
+                      f"FPR@{args.alpha}={np.mean(cp[y == 0] < args.alpha):.3f} "
+                      f"ceiling={ceiling_tpr(cs, y, args.alpha):.3f}")
         if args.per_case:
             agg: dict[tuple[str, str, int], list[float]] = {}
             for r in rows:
-                agg.setdefault(r[:3], []).append(r[3])
+                agg.setdefault((r[0], r[1], r[2]), []).append(r[3])
             for k, v in agg.items():
                 print(f"   {k[0]:20s} {k[1]:28s} {k[2]} median p={np.median(v):.4f}")
     return 0

@@ -92,6 +92,21 @@ def test_a_verdict_carries_everything_a_report_needs(
     assert v.code_version
 
 
+def test_configured_representations_are_the_ones_tested_and_recorded(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    settings = settings_with(ROLES, analysis={"representations": ["char", "opening"]})
+    with store.session() as s:
+        analyze_all(s, settings)
+    v = _verdicts(store)["student"]
+    assert set(v.channels["free_text"]["representations"]) == {"char", "opening",
+                                                              "style_residual"}
+    assert v.params["text_representations"] == ["char", "opening"]
+    assert set(v.contributions[0]["suspect_similarity"]) == {"char", "opening"}
+    assert v.significant
+
+
 def test_pseudo_suspect_control_is_left_out_of_its_own_pool(
     store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
 ) -> None:

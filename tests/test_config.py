@@ -140,3 +140,21 @@ def test_schedule_takes_cron_or_interval_not_both(tmp_path: Path) -> None:
 )
 def test_durations_parse(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_unknown_text_representation_is_named_with_the_choices(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[analysis]\nrepresentations = ["word", "wrod"]\n')
+    with pytest.raises(AuditorError) as info:
+        load_settings(p)
+    text = str(info.value)
+    assert "analysis.representations" in text and "'wrod'" in text
+    assert "layout" in text and f"{p}:2" in text
+
+
+def test_embedding_representation_needs_a_model(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[analysis]\nrepresentations = ["word", "embedding"]\n')
+    with pytest.raises(AuditorError, match="embedding_model"):
+        load_settings(p)
+    p = _write(tmp_path, '[analysis]\nrepresentations = ["word", "embedding"]\n'
+                         'embedding_model = "/models/minilm"\n')
+    assert load_settings(p).analysis.representations == ["word", "embedding"]

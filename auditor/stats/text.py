@@ -19,11 +19,15 @@ Representations (``REPRESENTATIONS``):
   two answers is the length of their common opening (in words) over ``opening_n``.
   Students copy their teacher's stock openings ("Sure! Here are", "As an AI language
   model", "1.") far more than surface topic words.
+- ``embedding``: dense sentence embeddings from ``TextConfig.encoder``, a callable
+  ``texts -> (n, d) array`` that the caller supplies (``auditor.embeddings`` loads a
+  local sentence-transformers model); rows scaled to unit norm. Optional: nothing here
+  loads a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +43,13 @@ __all__ = [
     "style_rows",
     "featurise",
     "opening_rows",
+    "embedding_rows",
+    "Encoder",
 ]
 
-REPRESENTATIONS = ("word", "char", "layout", "style", "opening")
+REPRESENTATIONS = ("word", "char", "layout", "style", "opening", "embedding")
+
+Encoder = Callable[[Sequence[str]], np.ndarray]
 
 STYLE_FEATURES = (
     "log_chars",
@@ -94,6 +102,7 @@ class TextConfig:
 
     ``max_chars`` truncates each response before n-gram hashing (the opening carries most
     of the style and it bounds the cost per response); ``bits`` sets ``2**bits`` columns.
+    ``encoder`` embeds texts for the ``embedding`` representation (None: not available).
     """
 
     bits: int = 18
@@ -102,6 +111,7 @@ class TextConfig:
     max_chars: int = 2000
     opening_n: int = 5
     chunk_bytes: int = 1_000_000
+    encoder: Encoder | None = None
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -323,7 +333,32 @@ def featurise(
         return style_rows(style_features(texts, config))
     if rep == "opening":
         return opening_rows(texts, config)
+    if rep == "embedding":
+        return embedding_rows(texts, config)
     return tfidf_normalise(ngram_counts(texts, rep, config))
+
+
+def embedding_rows(texts: Sequence[str], config: TextConfig | None = None) -> np.ndarray:
+    """Unit-norm rows of ``config.encoder``'s embeddings of the texts (each truncated to
+    ``max_chars``)."""
+    cfg = config or TextConfig()
+    if cfg.encoder is None:
+        raise ValueError(
+            "representation 'embedding' needs an encoder: set analysis.embedding_model to a "
+            "local sentence-transformers model, or pass TextConfig(encoder=...)"
+        )
+    if not texts:
+        return np.zeros((0, 1))
+    x = np.asarray(cfg.encoder([t[: cfg.max_chars] for t in texts]), dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != len(texts) or not np.isfinite(x).all():
+        raise ValueError(
+            f"the encoder returned an array of shape {x.shape} (finite: "
+            f"{bool(np.isfinite(x).all())}) for {len(texts)} texts; it must return one "
+            "finite row per text"
+        )
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return x / n
 
 
 def style_rows(f: np.ndarray) -> np.ndarray:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pytest
 
 from auditor.stats.similarity import canary_similarities
 from auditor.stats.text import STYLE_FEATURES, TextConfig, featurise, ngram_counts, style_features
@@ -73,3 +76,46 @@ def test_opening_is_chunk_invariant() -> None:
     a = featurise(texts, "opening")
     b = featurise(texts, "opening", TextConfig(chunk_bytes=64))
     assert (a != b).nnz == 0
+
+
+def _letter_encoder(texts: Sequence[str]) -> np.ndarray:
+    """A stand-in sentence encoder: counts of the letters a..z (deterministic, dense)."""
+    out = np.zeros((len(texts), 26))
+    for i, t in enumerate(texts):
+        for ch in t.lower():
+            if "a" <= ch <= "z":
+                out[i, ord(ch) - 97] += 1
+    return out
+
+
+def test_embedding_rows_are_the_encoders_vectors_at_unit_norm() -> None:
+    cfg = TextConfig(encoder=_letter_encoder)
+    x = featurise(["abc", "aab", ""], "embedding", cfg)
+    assert isinstance(x, np.ndarray) and x.shape == (3, 26)
+    np.testing.assert_allclose(np.linalg.norm(x[:2], axis=1), 1.0)
+    assert np.all(x[2] == 0)
+    np.testing.assert_allclose(x[0] @ x[1], 3 / np.sqrt(3 * 5))
+
+
+def test_embedding_without_an_encoder_or_with_a_broken_one_says_what_to_set() -> None:
+    with pytest.raises(ValueError, match="embedding_model"):
+        featurise(["a"], "embedding")
+    broken = TextConfig(encoder=lambda texts: np.ones((len(texts) + 1, 4)))
+    with pytest.raises(ValueError, match="one finite row per text"):
+        featurise(["a", "b"], "embedding", broken)
+
+
+def test_similarity_tensor_takes_the_embedding_representation() -> None:
+    responses = {
+        "P": {"q1": ["aaa bbb"], "q2": ["zzz"]},
+        "S": {"q1": ["aaa bbb", "aab"], "q2": ["zzy"]},
+    }
+    sim = canary_similarities(responses, reps=("word", "embedding"),
+                              config=TextConfig(encoder=_letter_encoder))
+    assert sim.reps == ("word", "embedding")
+    e = sim.reps.index("embedding")
+    # S's two samples on q1 are averaged, then compared with P's answer
+    p = np.array([3.0, 3.0]) / np.sqrt(18)
+    s1, s2 = np.array([3.0, 3.0]) / np.sqrt(18), np.array([2.0, 1.0]) / np.sqrt(5)
+    np.testing.assert_allclose(sim.sims[e, 0, 1, 0], p @ ((s1 + s2) / 2))
+    np.testing.assert_allclose(sim.sims[e, 1, 0, 1], 2 / np.sqrt(5))  # "zzz" vs "zzy"
