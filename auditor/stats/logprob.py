@@ -1,8 +1,17 @@
 """Logprob canaries: next-token distributions on fixed prefixes, where endpoints return them.
 
 Each observation is a mapping token -> logprob (the top-k list an API returns). Closeness
-of X to P on one position: top-k overlap (Jaccard of the token sets) or ``exp(-KL(P||X))``
-on the shared support with a floor for missing tokens. Model level as for free text.
+of X to P, averaged over positions: the top-k overlap (Jaccard of the token sets), or
+``1 - KL(P||X) / 20``, the KL on P's listed tokens as a share of its bound (a token the
+other list lacks counts at log-probability -20). Model level as for free text: the
+suspect's closeness against the controls' (Student-t prediction p-value), on the logit
+scale.
+
+Why the logit: closeness to P is bounded and skewed across models (most models are far
+from P, a few close), and the prediction p-value assumes a normal law. On simulated
+exchangeable models the raw mean overlap rejected 2.7 % of the time at alpha 0.01 and
+the mean ``exp(-KL)`` 12 % at alpha 0.05; on the logit scale both stay within sampling
+error of alpha (``tests/stats/test_channels.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from .nullmodel import prediction_pvalue
 __all__ = ["topk_overlap", "kl_divergence", "LogprobResult", "logprob_test"]
 
 TopK = Mapping[str, float]
+_EPS = 1e-6
+_FLOOR = -20.0  # log-probability of a token the other list does not show
 
 
 def topk_overlap(a: TopK, b: TopK) -> float:
@@ -59,10 +70,16 @@ def _closeness(
         if not other:
             continue
         for a, b in zip(positions, other, strict=False):
-            v = topk_overlap(a, b) if measure == "overlap" else np.exp(-kl_divergence(a, b))
+            v = topk_overlap(a, b) if measure == "overlap" else -kl_divergence(a, b, _FLOOR)
             if np.isfinite(v):
                 vals.append(v)
-    return float(np.mean(vals)) if vals else float("nan")
+    if not vals:
+        return float("nan")
+    m = float(np.mean(vals))
+    if measure == "kl":  # mean KL as a share of its bound (every listed token missing)
+        m = 1.0 + m / -_FLOOR
+    m = min(max(m, _EPS), 1 - _EPS)
+    return float(np.log(m) - np.log1p(-m))
 
 
 def logprob_test(
