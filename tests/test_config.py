@@ -158,3 +158,11 @@ def test_embedding_representation_needs_a_model(tmp_path: Path) -> None:
     p = _write(tmp_path, '[analysis]\nrepresentations = ["word", "embedding"]\n'
                          'embedding_model = "/models/minilm"\n')
     assert load_settings(p).analysis.representations == ["word", "embedding"]
+
+
+def test_representations_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _write(tmp_path, "[analysis]\nalpha = 0.01\n")
+    monkeypatch.setenv("AUDITOR_ANALYSIS__REPRESENTATIONS", "word, char,opening")
+    assert load_settings(p).analysis.representations == ["word", "char", "opening"]
