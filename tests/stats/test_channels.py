@@ -152,3 +152,24 @@ def test_logprob_pvalue_is_valid_when_the_suspect_is_one_more_independent_model(
         assert stats.kstest(arr, "uniform").pvalue > 0.01, measure
         for u in (0.01, 0.05, 0.1):
             assert (arr <= u).mean() <= u + 2.5 * np.sqrt(u * (1 - u) / n), (measure, u)
+
+
+def test_choice_pvalue_is_valid_when_models_differ_in_how_peaked_they_are() -> None:
+    """Each model (P, S, 7 controls) answers from its own concentration of a shared
+    popularity, so closeness to P varies systematically between models; S is exchangeable
+    with the controls. P(p <= u) stays within sampling error of u in the tail."""
+    rng = np.random.default_rng(7)
+    n_canaries, n = 15, 300
+    popularity = np.linspace(2.0, 0.2, 6)
+    ps = []
+    for _ in range(n):
+        models = []
+        for _ in range(9):
+            conc = rng.uniform(0.1, 3.0)
+            probs = np.array([rng.dirichlet(popularity * conc) for _ in range(n_canaries)])
+            models.append(_answers(rng, probs, n_canaries, 5))
+        controls = {f"C{j}": m for j, m in enumerate(models[2:])}
+        ps.append(choice_test(models[0], models[1], controls).p_value)
+    arr = np.array(ps)
+    for u in (0.01, 0.05, 0.1):
+        assert (arr <= u).mean() <= u + 2.5 * np.sqrt(u * (1 - u) / n), u
