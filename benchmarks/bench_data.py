@@ -150,6 +150,18 @@ def ceiling_tpr(scores: np.ndarray, labels: np.ndarray, alpha: float = 0.05) -> 
     return float((pos > bar).mean())
 
 
+def score_pvalues(p: np.ndarray, labels: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+    """The protocol's metrics of p-values: AUROC of -log10(p), TPR and FPR at ``p <= alpha``,
+    and the ceiling TPR of that ordering (``ceiling_tpr``)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(labels)
+    score = -np.log10(np.clip(p, 1e-300, 1.0))
+    tpr = float((p[y == 1] <= alpha).mean()) if (y == 1).any() else float("nan")
+    fpr = float((p[y == 0] <= alpha).mean()) if (y == 0).any() else float("nan")
+    return {"auroc": auroc(score, y), "tpr": tpr, "fpr": fpr,
+            "ceiling": ceiling_tpr(score, y, alpha)}
+
+
 def draw_canaries(ids: list[str], n: int, seed: int) -> list[str]:
     """Draw ``n`` ids uniformly without replacement (seeded)."""
     rng = np.random.default_rng(seed)

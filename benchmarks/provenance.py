@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 import tempfile
@@ -38,13 +37,12 @@ from auditor.store import open_store, sync_endpoints
 from auditor.store.models import Endpoint
 from benchmarks.bench_data import (
     CasesFile,
-    auroc,
-    ceiling_tpr,
     common_prompt_ids,
     draw_canaries,
     load_cases,
     load_outputs,
     load_prompts,
+    score_pvalues,
 )
 
 __all__ = ["endpoint_name", "main", "run_budget"]
@@ -118,11 +116,7 @@ def run_budget(cf: CasesFile, data: Path, n: int, seed: int, workdir: Path,
 def summarise(rows: Sequence[dict[str, object]], alpha: float) -> dict[str, float]:
     p = np.array([float(r["p_value"]) for r in rows])  # type: ignore[arg-type]
     y = np.array([int(r["label"]) for r in rows])  # type: ignore[call-overload]
-    score = -np.log10(np.clip(p, 1e-300, 1.0))
-    tpr = float((p[y == 1] <= alpha).mean()) if (y == 1).any() else math.nan
-    fpr = float((p[y == 0] <= alpha).mean()) if (y == 0).any() else math.nan
-    return {"auroc": auroc(score, y), "tpr": tpr, "fpr": fpr,
-            "ceiling": ceiling_tpr(score, y, alpha)}
+    return score_pvalues(p, y, alpha)
 
 
 def per_case_table(rows: Sequence[dict[str, object]], alpha: float) -> list[str]:

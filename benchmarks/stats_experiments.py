@@ -26,13 +26,12 @@ from auditor.stats.similarity import canary_similarities
 
 from .bench_data import (
     CasesFile,
-    auroc,
     bench_available,
-    ceiling_tpr,
     common_prompt_ids,
     draw_canaries,
     load_cases,
     load_outputs,
+    score_pvalues,
 )
 
 __all__ = ["jobs", "run_budget", "main"]
@@ -108,25 +107,18 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_budget(cf, n, seed, tuple(args.reps), symmetric=args.symmetric,
                                residual=not args.no_residual)
         y = np.array([r[2] for r in rows])
-        p = np.array([r[3] for r in rows])
-        score = -np.log10(np.clip(p, 1e-300, 1.0))
-        tpr = np.mean(p[y == 1] < args.alpha)
-        fpr = np.mean(p[y == 0] < args.alpha)
+        m = score_pvalues(np.array([r[3] for r in rows]), y, args.alpha)
         print(
-            f"canaries={n} AUROC={auroc(score, y):.3f} TPR@{args.alpha}={tpr:.3f} "
-            f"FPR@{args.alpha}={fpr:.3f} cases={len(rows) // args.seeds} "
-            f"seeds={args.seeds} ceiling={ceiling_tpr(score, y, args.alpha):.3f} "
-            f"({time.time() - t0:.0f}s)",
+            f"canaries={n} AUROC={m['auroc']:.3f} TPR@{args.alpha}={m['tpr']:.3f} "
+            f"FPR@{args.alpha}={m['fpr']:.3f} cases={len(rows) // args.seeds} "
+            f"seeds={args.seeds} ceiling={m['ceiling']:.3f} ({time.time() - t0:.0f}s)",
             flush=True,
         )
         if args.channels:
             for ch in rows[0][4]:
-                cp = np.array([r[4][ch] for r in rows])
-                cs = -np.log10(np.clip(cp, 1e-300, 1.0))
-                print(f"   {ch:16s} AUROC={auroc(cs, y):.3f} "
-                      f"TPR@{args.alpha}={np.mean(cp[y == 1] < args.alpha):.3f} "
-                      f"FPR@{args.alpha}={np.mean(cp[y == 0] < args.alpha):.3f} "
-                      f"ceiling={ceiling_tpr(cs, y, args.alpha):.3f}")
+                c = score_pvalues(np.array([r[4][ch] for r in rows]), y, args.alpha)
+                print(f"   {ch:16s} AUROC={c['auroc']:.3f} TPR@{args.alpha}={c['tpr']:.3f} "
+                      f"FPR@{args.alpha}={c['fpr']:.3f} ceiling={c['ceiling']:.3f}")
         if args.per_case:
             agg: dict[tuple[str, str, int], list[float]] = {}
             for r in rows:

@@ -3,7 +3,6 @@ model or the library is missing. The model itself is exercised when installed.""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,7 @@ def test_an_unknown_model_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_a_model_is_an_error_not_a_download(tmp_path: Path) -> None:
-    if "sentence_transformers" not in sys.modules:
-        pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
     with pytest.raises(AuditorError, match="could not load"):
         load_encoder(str(tmp_path))
 

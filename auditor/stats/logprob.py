@@ -70,16 +70,16 @@ def _closeness(
         if not other:
             continue
         for a, b in zip(positions, other, strict=False):
-            v = topk_overlap(a, b) if measure == "overlap" else -kl_divergence(a, b, _FLOOR)
+            if measure == "overlap":
+                v = topk_overlap(a, b)
+            else:  # 1 - KL as a share of its bound (every listed token missing)
+                v = 1.0 + kl_divergence(a, b, _FLOOR) / _FLOOR
             if np.isfinite(v):
                 vals.append(v)
     if not vals:
         return float("nan")
-    m = float(np.mean(vals))
-    if measure == "kl":  # mean KL as a share of its bound (every listed token missing)
-        m = 1.0 + m / -_FLOOR
-    m = min(max(m, _EPS), 1 - _EPS)
-    return float(np.log(m) - np.log1p(-m))
+    m = min(max(float(np.mean(vals)), _EPS), 1 - _EPS)
+    return float(np.log(m) - np.log1p(-m))  # logit
 
 
 def logprob_test(
