@@ -18,20 +18,32 @@ __all__ = [
     "Limits",
     "Schedule",
     "Settings",
+    "SharedLimit",
     "config_path",
     "load_settings",
 ]
 
+import logging
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from auditor.canonical import canonical_json, sha256_hex
 from auditor.errors import AuditorError, Problem
+
+log = logging.getLogger("auditor.config")
 
 ENV_PREFIX = "AUDITOR_"
 DEFAULT_FILE = "auditor.toml"
@@ -104,6 +116,15 @@ class Limits(_Strict):
     daily_budget_usd: float | None = Field(default=None, ge=0)
     price_per_million_input_tokens: float = Field(default=0.0, ge=0)
     price_per_million_output_tokens: float = Field(default=0.0, ge=0)
+    # the name of a [shared_limits.NAME] table whose limit this endpoint shares with others
+    shared: str | None = None
+
+
+class SharedLimit(_Strict):
+    """A limit several endpoints share, e.g. all the personas served by one local server."""
+
+    concurrency: int = Field(default=1, ge=1, le=1024)
+    requests_per_minute: float | None = Field(default=None, gt=0)
 
 
 class Decoding(_Strict):
@@ -122,10 +143,12 @@ class HttpTemplate(_Strict):
     Without ``request_template`` the body is an OpenAI chat-completions request. With one,
     every string value that is exactly ``"{{name}}"`` is replaced by the value itself
     (``messages``, ``prompt``, ``system``, ``model``, ``max_tokens``, ``temperature``,
-    ``top_p``, ``seed``, ``stop``); inside longer strings ``{{name}}`` is replaced by its
-    text. Answers are read with dotted paths (``choices.0.message.content``). A header
-    value may hold ``{{api_key}}``; without such a header the key goes in
-    ``Authorization: Bearer``.
+    ``top_p``, ``seed``, ``stop``, ``api_key``); inside longer strings ``{{name}}`` is
+    replaced by its text. The template must use ``{{prompt}}`` or ``{{messages}}``.
+    Answers are read with dotted paths (``choices.0.message.content``); when the answer is
+    OpenAI-shaped (``choices.…``), tokens are read from ``usage`` unless paths are given.
+    A header value may hold ``{{api_key}}``; without such a header the key goes in
+    ``Authorization: Bearer``. The path may hold ``{{model}}``.
     """
 
     path: str = "/chat/completions"
@@ -136,6 +159,52 @@ class HttpTemplate(_Strict):
     prompt_tokens_path: str | None = None
     completion_tokens_path: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+# The one placeholder syntax of request templates, headers and paths: {{name}}.
+PLACEHOLDERS = ("messages", "prompt", "system", "model", "max_tokens", "temperature", "top_p",
+                "seed", "stop", "api_key")
+PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_ANY_DOUBLE = re.compile(r"\{\{(.*?)\}\}")
+_SINGLE = re.compile(r"(?<!\{)\{\s*(" + "|".join(PLACEHOLDERS) + r")\s*\}(?!\})")
+
+
+def _strings(value: Any, key: str) -> list[tuple[str, str]]:
+    """Every string in a template with its dotted key."""
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _strings(v, f"{key}.{k}")]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _strings(v, f"{key}.{i}")]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+def _template_errors(tpl: HttpTemplate, api_key_env: str | None) -> list[str]:
+    """What is wrong with the placeholders of an http template, one sentence each."""
+    errors = []
+    where = [("http.path", tpl.path, ("model",))]
+    where += [(k, v, ("api_key", "model")) for k, v in _strings(tpl.headers, "http.headers")]
+    if tpl.request_template is not None:
+        where += [(k, v, PLACEHOLDERS)
+                  for k, v in _strings(tpl.request_template, "http.request_template")]
+    used = set()
+    for key, text, allowed in where:
+        for m in _SINGLE.finditer(text):
+            errors.append(f"{key}: {m.group(0)!r} is not filled in; placeholders are written "
+                          f"with double braces: {{{{{m.group(1)}}}}}")
+        for m in _ANY_DOUBLE.finditer(text):
+            name = m.group(1).strip()
+            if name not in allowed:
+                known = ", ".join(f"{{{{{n}}}}}" for n in allowed)
+                errors.append(f"{key}: unknown placeholder {m.group(0)!r}; known here: {known}")
+            used.add(name)
+    if tpl.request_template is not None and not used & {"prompt", "messages"}:
+        errors.append("http.request_template: has neither {{prompt}} nor {{messages}}, so no "
+                      "canary would be sent; put \"{{prompt}}\" or \"{{messages}}\" where "
+                      "the API takes the prompt")
+    if "api_key" in used and not api_key_env:
+        errors.append("api_key_env: not set, but {{api_key}} is used; name the environment "
+                      "variable that holds the key")
+    return errors
 
 
 class Endpoint(_Strict):
@@ -151,6 +220,14 @@ class Endpoint(_Strict):
     http: HttpTemplate | None = None
     logprobs: bool = False
     enabled: bool = True
+
+    @field_validator("http")
+    @classmethod
+    def _placeholders(cls, v: HttpTemplate | None, info: ValidationInfo) -> HttpTemplate | None:
+        errors = _template_errors(v, info.data.get("api_key_env")) if v is not None else []
+        if errors:
+            raise ValueError(f"endpoint {info.data.get('name', '?')!r}: " + "; ".join(errors))
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -265,6 +342,7 @@ class Settings(_Strict):
     signing: Signing = Field(default_factory=Signing)
     timestamp: Timestamp = Field(default_factory=Timestamp)
     endpoints: list[Endpoint] = Field(default_factory=list)
+    shared_limits: dict[str, SharedLimit] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)
     base_dir: str = Field(default=".", exclude=True)
 
@@ -275,6 +353,12 @@ class Settings(_Strict):
             if ep.name in seen:
                 raise ValueError(f"endpoint name {ep.name!r} is used twice; names must be unique")
             seen.add(ep.name)
+            if ep.limits.shared is not None and ep.limits.shared not in self.shared_limits:
+                known = ", ".join(self.shared_limits) or "none defined"
+                raise ValueError(
+                    f"endpoint {ep.name!r}: limits.shared = {ep.limits.shared!r} names no "
+                    f"[shared_limits.{ep.limits.shared}] table (known: {known}); add the table "
+                    "or correct the name")
         return self
 
     def endpoint(self, name: str) -> Endpoint:
@@ -427,9 +511,27 @@ def load_settings(explicit: str | Path | None = None) -> Settings:
     data["source"] = shown
     data["base_dir"] = str(base_dir)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise AuditorError(
             f"config {shown or '(defaults and environment)'} is invalid",
             _problems(exc, shown, text),
         ) from None
+    for ep in settings.endpoints:
+        _warn_unread_tokens(ep)
+    return settings
+
+
+def _warn_unread_tokens(ep: Endpoint) -> None:
+    """A token budget needs token counts; a custom JSON answer has them only where told."""
+    tpl, lim = ep.http, ep.limits
+    if ep.provider != "http" or tpl is None or tpl.response_path.startswith("choices."):
+        return  # OpenAI-shaped: ``usage`` is read
+    if tpl.prompt_tokens_path and tpl.completion_tokens_path:
+        return
+    if lim.daily_budget_usd is not None or lim.tokens_per_minute is not None:
+        log.warning(
+            f"endpoint {ep.name!r}: limits set a budget or tokens_per_minute, but "
+            f"response_path {tpl.response_path!r} is not OpenAI-shaped and "
+            "http.prompt_tokens_path / http.completion_tokens_path are not both set, so "
+            "token counts are 0 and the budget cannot hold; set both paths")

@@ -45,6 +45,10 @@ class Metrics:
             "auditor_attempt_latency_seconds", "Latency of finished attempts (last try), "
             "counted by the process that planned their cycle.",
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queued = Histogram(
+            "auditor_shared_limit_wait_seconds", "Time requests waited for a slot of their "
+            "shared limit (limits.shared) before being sent; not part of the latency.",
+            ["limit", "endpoint"], buckets=(0.0,) + _LATENCY_BUCKETS, registry=r)
         self.cycles = Counter(
             "auditor_cycles", "Cycles this process ran to the end or stopped, by outcome.",
             ["endpoint", "outcome"], registry=r)
@@ -83,6 +87,10 @@ class Metrics:
         self.attempts.labels(endpoint=endpoint, outcome=outcome).inc()
         if latency_ms is not None:
             self.attempt_latency.labels(endpoint=endpoint).observe(latency_ms / 1000.0)
+
+    def observe_queued(self, endpoint: str, limit: str, seconds: float) -> None:
+        """One request's wait for a slot of a shared limit."""
+        self.queued.labels(limit=limit, endpoint=endpoint).observe(seconds)
 
     def refresh_from_store(self, session: Session) -> None:
         """Latest verdict and e-value per (suspect, protected) pair, from the store."""

@@ -6,6 +6,8 @@ drives them. One run of a cycle, per endpoint:
 - a feeder claims planned attempts in batches (under a lease, renewed while held);
 - ``concurrency`` workers send them through the endpoint's adapter, paced by the
   endpoint's token buckets and daily budget, retrying retryable failures with backoff;
+  endpoints naming one ``limits.shared`` also queue for its slots (time in the queue is
+  not latency: it is reported as ``queue_p50_ms`` / ``queue_p95_ms``);
 - one recorder stores outcomes in batches: attempt rows, responses, ledger links, in
   one transaction per batch. All database work runs on one thread, in order.
 
@@ -32,9 +34,10 @@ __all__ = [
 ]
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,9 +50,16 @@ from auditor.canary import Canary
 from auditor.canonical import sha256_hex
 from auditor.config import Endpoint as EndpointConfig
 from auditor.config import Settings
-from auditor.endpoints import Adapter, ProbeError, Result, make_adapter, request_for
+from auditor.endpoints import Adapter, ProbeError, Request, Result, make_adapter, request_for
 from auditor.errors import AuditorError, Problem
-from auditor.ratelimit import Backoff, Budget, BudgetWait, EndpointLimiter, retry_after
+from auditor.ratelimit import (
+    Backoff,
+    Budget,
+    BudgetWait,
+    EndpointLimiter,
+    SharedLimiters,
+    retry_after,
+)
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, sync_endpoints
 from auditor.store import attempts as at
@@ -73,6 +83,8 @@ class RunOptions:
     stop: asyncio.Event | None = None
     on_progress: Callable[[int], None] | None = None
     adapters: dict[str, Adapter] | None = None  # by endpoint name; for tests
+    shared: SharedLimiters = field(default_factory=SharedLimiters)  # one per process
+    on_queued: Callable[[str, str, float], None] | None = None  # endpoint, limit, seconds
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,10 @@ class _EndpointRun:
         self.run, self.cfg, self.endpoint_id, self.adapter = run, cfg, endpoint_id, adapter
         self.limiter = EndpointLimiter(cfg.limits)
         self.budget = Budget(cfg.limits, spent_today)
+        name = cfg.limits.shared
+        self.shared = (run.options.shared.get(name, run.settings.shared_limits[name])
+                       if name is not None else None)
+        self.queued: list[float] = []  # seconds each request waited for the shared limit
         conc = cfg.limits.concurrency
         # claim about two seconds of work at the configured rate, at most 256: enough to
         # keep the workers busy, little left stranded if this process dies
@@ -224,6 +240,32 @@ class _EndpointRun:
                           canary_version_id=item.canary_version_id,
                           sample_index=item.sample_index, status=status, tries=tries, **kw)
 
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """A slot of the shared limit, if the endpoint names one; the wait is recorded."""
+        if self.shared is None:
+            yield
+            return
+        async with self.shared.slot() as waited:
+            self.queued.append(waited)
+            if self.run.options.on_queued is not None:
+                self.run.options.on_queued(self.cfg.name, self.shared.name, waited)
+            yield
+
+    async def _send(self, request: Request) -> tuple[Result | None, ProbeError | None]:
+        """One try: the result, or the error it is recorded as."""
+        timeout = self.cfg.limits.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):  # the whole answer
+                return await self.adapter.send(request), None
+        except TimeoutError:
+            return None, ProbeError("timeout", f"no complete answer in {timeout}s")
+        except ProbeError as exc:
+            return None, exc
+        except Exception as exc:  # an adapter bug or an unexpected transport error
+            return None, ProbeError("connection" if isinstance(exc, OSError) else "bad_response",
+                                    f"{type(exc).__name__}")
+
     async def _attempt(self, item: at.Claimed) -> at.Outcome | None:
         request = request_for(self.cfg, self.canaries[item.canary_version_id])
         estimate = request.estimated_tokens()
@@ -246,22 +288,14 @@ class _EndpointRun:
                                      error_message="daily budget reached", started_at=started)
             await self._wait_warm()
             await self.limiter.acquire(estimate)
-            started = started or utcnow()
-            tries += 1
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(limits.timeout_seconds):  # the whole answer
-                    result = await self.adapter.send(request)
-            except TimeoutError:
-                error = ProbeError("timeout", f"no complete answer in {limits.timeout_seconds}s")
-            except ProbeError as exc:
-                error = exc
-            except Exception as exc:  # an adapter bug or an unexpected transport error
-                error = ProbeError("connection" if isinstance(exc, OSError) else "bad_response",
-                                   f"{type(exc).__name__}")
-            else:
-                self.warm.set()
+            async with self._slot():
+                started = started or utcnow()
+                tries += 1
+                t0 = time.perf_counter()
+                result, error = await self._send(request)
                 latency = (time.perf_counter() - t0) * 1000.0
+            self.warm.set()
+            if result is not None:
                 used = (result.prompt_tokens or 0) + (result.completion_tokens or 0)
                 self.budget.settle(reserved, result.prompt_tokens, result.completion_tokens)
                 self.limiter.settle(estimate, used if used else None)
@@ -269,8 +303,7 @@ class _EndpointRun:
                 return self._outcome(item, "ok", tries, started_at=started,
                                      latency_ms=latency, http_status=result.http_status,
                                      request_id=result.request_id, response=_columns(result))
-            self.warm.set()
-            latency = (time.perf_counter() - t0) * 1000.0
+            assert error is not None
             self.budget.settle(reserved, 0, 0)
             hint = retry_after(error.headers)
             self.limiter.observe(error.headers)
@@ -302,6 +335,16 @@ def _columns(result: Result) -> dict[str, Any]:
         "raw_body": result.raw_body.decode("utf-8", errors="replace"),
         "collected_at": utcnow(),
     }
+
+
+def _queue_stats(waits: list[float]) -> dict[str, float | None]:
+    """p50 and p95 of the time requests waited for their shared limit, in ms."""
+    ranked = sorted(waits)
+
+    def at_share(p: float) -> float | None:
+        return round(ranked[int(p * (len(ranked) - 1))] * 1000.0, 1) if ranked else None
+
+    return {"queue_p50_ms": at_share(0.50), "queue_p95_ms": at_share(0.95)}
 
 
 def _cut(value: Any, n: int) -> str | None:
@@ -396,6 +439,9 @@ class _CycleRunner:
             prices = await self.db(_prices, self.settings)
             done = await self.db(at.finish_if_done, self.cycle_id, prices)
             summary = await self.db(at.summarize, self.cycle_id, prices)
+            for r in runs:
+                if r.shared is not None and r.cfg.name in summary:
+                    summary[r.cfg.name].update(_queue_stats(r.queued))
             log.info("cycle_run", extra={"cycle": self.cycle_id, "done": done,
                                          "recorded": self.recorder.recorded})
             return CycleRun(self.cycle_id, done, self.recorder.recorded, summary)

@@ -3,6 +3,8 @@
 All of it is per endpoint and in-process (asyncio, one event loop). Requests per minute
 and tokens per minute are token buckets; a ``429`` with ``Retry-After`` or a rate-limit
 header announcing zero remaining pauses the whole endpoint, not only the one request.
+A :class:`SharedLimiter` is the one limit of several endpoints (``limits.shared``), for
+example personas served by one local model server; it too is per process.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ __all__ = [
     "Budget",
     "BudgetWait",
     "EndpointLimiter",
+    "SharedLimiter",
+    "SharedLimiters",
     "TokenBucket",
     "parse_duration_header",
     "reset_delay",
@@ -22,12 +26,13 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from auditor.config import Limits
+from auditor.config import Limits, SharedLimit
 
 
 class TokenBucket:
@@ -176,6 +181,40 @@ class EndpointLimiter:
         wait = reset_delay(headers)
         if wait:
             self.pause(min(wait, 300.0))
+
+
+class SharedLimiter:
+    """At most ``concurrency`` requests in flight (and ``requests_per_minute``) across all
+    the endpoints that name this limit; waiters are served first come, first served."""
+
+    def __init__(self, name: str, limit: SharedLimit) -> None:
+        self.name, self.limit = name, limit
+        self._slots = asyncio.Semaphore(limit.concurrency)
+        rps = (limit.requests_per_minute or 0.0) / 60.0
+        burst = max(1.0, min(rps, float(limit.concurrency)))
+        self._rate = TokenBucket(rps, burst) if rps else None
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Holds one slot for the body of the ``with``; yields the seconds spent queueing."""
+        t0 = time.monotonic()
+        async with self._slots:
+            if self._rate is not None:
+                await self._rate.acquire(1.0)
+            yield time.monotonic() - t0
+
+
+class SharedLimiters:
+    """The shared limiters of one process, by name; a changed limit gets a new limiter."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, SharedLimiter] = {}
+
+    def get(self, name: str, limit: SharedLimit) -> SharedLimiter:
+        current = self._by_name.get(name)
+        if current is None or current.limit != limit:
+            current = self._by_name[name] = SharedLimiter(name, limit)
+        return current
 
 
 @dataclass(frozen=True)

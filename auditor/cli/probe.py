@@ -52,7 +52,7 @@ def _fmt_ms(value: float | None) -> str:
 
 def _table(runs: list[CycleRun]) -> Table:
     table = Table("cycle", "endpoint", "sent", "ok", "failed", "skipped", "retried", "tokens",
-                  "cost", "p50", "p95", title="probe results")
+                  "cost", "p50", "p95", "queued p50", title="probe results")
     for run in runs:
         for name, s in sorted(run.summary.items()):
             failed = ", ".join(f"{k} {v}" for k, v in sorted(s["failed"].items())) or "0"
@@ -60,7 +60,8 @@ def _table(runs: list[CycleRun]) -> Table:
             table.add_row(
                 str(run.cycle_id), name, str(s["sent"]), str(s["ok"]), failed, skipped,
                 str(s["retried"]), str(s["prompt_tokens"] + s["completion_tokens"]),
-                f"${s['cost_usd']:.4f}", _fmt_ms(s["p50_ms"]), _fmt_ms(s["p95_ms"]))
+                f"${s['cost_usd']:.4f}", _fmt_ms(s["p50_ms"]), _fmt_ms(s["p95_ms"]),
+                _fmt_ms(s.get("queue_p50_ms")))
     return table
 
 

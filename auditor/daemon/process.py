@@ -41,6 +41,7 @@ from auditor.errors import AuditorError
 from auditor.logs import Redactor, secrets_of
 from auditor.metrics import Metrics, serve
 from auditor.probe import RunOptions, run_cycle
+from auditor.ratelimit import SharedLimiters
 from auditor.store import Store, open_store
 from auditor.store.models import Cycle, utcnow
 
@@ -96,6 +97,7 @@ class Daemon:
         self.redactor = redactor
         self.poll_seconds = poll_seconds
         self.metrics = Metrics(role)
+        self.shared_limiters = SharedLimiters()  # limits.shared holds across cycles
         self.beat = heartbeat.Beat(role)
         self.loaded: Loaded | None = None
         self.store: Store | None = None
@@ -446,7 +448,9 @@ class Daemon:
         try:
             adapters = self._adapters(names)
             options = RunOptions(stop=self._probe_stop, adapters=adapters,
-                                 lease_seconds=settings.daemon.lease_seconds)
+                                 lease_seconds=settings.daemon.lease_seconds,
+                                 shared=self.shared_limiters,
+                                 on_queued=self.metrics.observe_queued)
             run = await run_cycle(self.store, settings, cycle_id,
                                   endpoints=sorted(names) or None, options=options)
         except asyncio.CancelledError:

@@ -2,7 +2,9 @@
 
 Without a ``request_template`` in ``[endpoints.http]`` the request is an OpenAI chat
 completion and the answer is read as one. With one, the body is the template with its
-``{{placeholders}}`` filled, and the answer is read at the configured dotted paths.
+``{{placeholders}}`` filled (the names are checked when the config loads), and the answer
+is read at the configured dotted paths; an OpenAI-shaped answer (``choices.…``) gives its
+``usage`` where no token paths are configured.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import httpx2 as httpx  # the maintained successor of httpx, also used by the SDKs
 
-from auditor.config import Endpoint, HttpTemplate
+from auditor.config import PLACEHOLDER, Endpoint, HttpTemplate
 from auditor.endpoints.base import (
     ProbeError,
     Request,
@@ -27,10 +29,11 @@ from auditor.endpoints.base import (
 from auditor.endpoints.openai import chat_params, parse_chat_completion
 from auditor.errors import AuditorError, Problem
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_OPENAI_TEXT = "choices.0.message.content"
+_OPENAI_USAGE = ("usage.prompt_tokens", "usage.completion_tokens")
 
 
-def _values(request: Request) -> dict[str, Any]:
+def _values(request: Request, api_key: str | None) -> dict[str, Any]:
     system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
     users = [m["content"] for m in request.messages if m["role"] == "user"]
     return {
@@ -43,6 +46,7 @@ def _values(request: Request) -> dict[str, Any]:
         "top_p": request.top_p,
         "seed": request.seed,
         "stop": request.stop,
+        "api_key": api_key,
     }
 
 
@@ -53,7 +57,7 @@ def render_template(template: Any, values: dict[str, Any]) -> Any:
     if isinstance(template, list):
         return [render_template(v, values) for v in template]
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template.strip())
+        whole = PLACEHOLDER.fullmatch(template.strip())
         if whole and whole.group(1) in values:
             return values[whole.group(1)]
 
@@ -63,7 +67,7 @@ def render_template(template: Any, values: dict[str, Any]) -> Any:
             value = values[m.group(1)]
             return "" if value is None else str(value)
 
-        return _PLACEHOLDER.sub(text, template)
+        return PLACEHOLDER.sub(text, template)
     return template
 
 
@@ -98,17 +102,17 @@ class HttpAdapter:
                          fix="set base_url, e.g. http://127.0.0.1:8000/v1 for vLLM or llama.cpp")])
         self._key = endpoint.api_key()
         self._tpl = endpoint.http or HttpTemplate()
+        fixed = {"api_key": self._key, "model": endpoint.model}
         headers = {"content-type": "application/json"}
-        keyed = False
-        for name, value in self._tpl.headers.items():
-            if "{{api_key}}" in value.replace(" ", ""):
-                keyed = True
-                value = _PLACEHOLDER.sub(lambda m: self._key or "", value)
-            headers[name] = value
+        headers.update(render_template(self._tpl.headers, fixed))
+        # the key goes where the template puts it; else in Authorization: Bearer
+        keyed = "api_key" in PLACEHOLDER.findall(
+            json.dumps([self._tpl.request_template, self._tpl.headers]))
         if self._key and not keyed:
             headers["authorization"] = f"Bearer {self._key}"
         conc = endpoint.limits.concurrency
-        self._url = endpoint.base_url.rstrip("/") + "/" + self._tpl.path.lstrip("/")
+        path = render_template(self._tpl.path, fixed)
+        self._url = endpoint.base_url.rstrip("/") + "/" + path.lstrip("/")
         self._client = httpx.AsyncClient(
             headers=headers,
             timeout=endpoint.limits.timeout_seconds,
@@ -118,30 +122,35 @@ class HttpAdapter:
     def _body(self, request: Request) -> Any:
         if self._tpl.request_template is None:
             return chat_params(request)
-        return render_template(self._tpl.request_template, _values(request))
+        return render_template(self._tpl.request_template, _values(request, self._key))
 
     def _parse(self, data: Any) -> dict[str, Any]:
         tpl = self._tpl
-        if tpl.request_template is None and tpl.response_path == "choices.0.message.content":
-            return parse_chat_completion(data)
-        try:
-            text = extract(data, tpl.response_path)
-        except (KeyError, IndexError):
-            raise ProbeError("bad_response",
-                             f"no value at response_path {tpl.response_path!r}") from None
-        if not isinstance(text, str):
-            raise ProbeError("bad_response", f"value at {tpl.response_path!r} is not text")
-        prompt_tokens = _optional(data, tpl.prompt_tokens_path)
-        completion_tokens = _optional(data, tpl.completion_tokens_path)
-        return {
-            "text": text,
-            "finish_reason": _optional(data, tpl.finish_reason_path),
-            "reported_model": _optional(data, tpl.model_path),
-            "system_fingerprint": None,
-            "prompt_tokens": prompt_tokens if isinstance(prompt_tokens, int) else None,
-            "completion_tokens": completion_tokens if isinstance(completion_tokens, int) else None,
-            "logprobs": None,
-        }
+        if tpl.response_path == _OPENAI_TEXT:
+            fields = parse_chat_completion(data)
+        else:
+            try:
+                text = extract(data, tpl.response_path)
+            except (KeyError, IndexError):
+                raise ProbeError("bad_response",
+                                 f"no value at response_path {tpl.response_path!r}") from None
+            if not isinstance(text, str):
+                raise ProbeError("bad_response", f"value at {tpl.response_path!r} is not text")
+            fields = {"text": text, "finish_reason": None, "reported_model": None,
+                      "system_fingerprint": None, "prompt_tokens": None,
+                      "completion_tokens": None, "logprobs": None}
+        openai_shaped = tpl.response_path.startswith("choices.")
+        prompt_path, completion_path = _OPENAI_USAGE if openai_shaped else (None, None)
+        for name, path in (("finish_reason", tpl.finish_reason_path),
+                           ("reported_model", tpl.model_path),
+                           ("prompt_tokens", tpl.prompt_tokens_path or prompt_path),
+                           ("completion_tokens", tpl.completion_tokens_path or completion_path)):
+            value = _optional(data, path)
+            if name.endswith("_tokens"):
+                value = value if isinstance(value, int) else fields[name]
+            if value is not None:
+                fields[name] = value
+        return fields
 
     async def send(self, request: Request) -> Result:
         content = json.dumps(self._body(request), ensure_ascii=False).encode("utf-8")

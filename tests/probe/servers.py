@@ -12,7 +12,8 @@ that prompt, then normal answers). Names:
 (200, JSON without choices).
 
 Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
-``POST /custom/generate`` (a custom JSON API: ``{"output": {"text": ...}}``).
+``POST /custom/generate`` (a custom JSON API: ``{"output": {"text": ...}}``); a test may
+add its own to ``routes``. ``peak`` is the most requests the server held at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,10 @@ class FakeServer:
     retry_after: str = "1"
     record: bool = True
     seen: list[Seen] = field(default_factory=list)
+    routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(
+        default_factory=lambda: dict(ROUTES))
+    peak: int = 0
+    _in_flight: int = 0
     host: str = "127.0.0.1"
     port: int = 0
     _counts: dict[str, int] = field(default_factory=dict)
@@ -132,7 +138,14 @@ class FakeServer:
                 if self.record:
                     with self._lock:
                         self.seen.append(Seen(time.monotonic(), path, headers, body))
-                keep = await self._respond(method, path, body, writer)
+                with self._lock:
+                    self._in_flight += 1
+                    self.peak = max(self.peak, self._in_flight)
+                try:
+                    keep = await self._respond(method, path, body, writer)
+                finally:
+                    with self._lock:
+                        self._in_flight -= 1
                 if not keep or headers.get("connection", "").lower() == "close":
                     writer.close()
                     return
@@ -170,7 +183,7 @@ class FakeServer:
                        writer: asyncio.StreamWriter) -> bool:
         if self.delay:
             await asyncio.sleep(self.delay)
-        if method != "POST" or path not in ROUTES:
+        if method != "POST" or path not in self.routes:
             self._write(writer, 404, b'{"error":{"message":"no such route"}}')
             return True
         fault = self._fault(body)
@@ -194,7 +207,7 @@ class FakeServer:
         if fault == "malformed":
             self._write(writer, 200, b"<html>this is not json</html>")
             return True
-        answer = ROUTES[path](body or {})
+        answer = self.routes[path](body or {})
         data = json.dumps(answer).encode()
         if fault == "empty":
             self._write(writer, 200, b'{"id":"x","object":"chat.completion","model":"m"}')
