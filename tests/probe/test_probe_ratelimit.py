@@ -6,17 +6,21 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from probe.helpers import canary, endpoint, make_settings, run
+from probe.helpers import FAST, canary, endpoint, make_settings, run
 from probe.servers import FakeServer
 
 from auditor.config import Limits
+from auditor.metrics import Metrics
+from auditor.probe import RunOptions, prepare, run_cycle
 from auditor.ratelimit import (
     Backoff,
     Budget,
     BudgetWait,
     EndpointLimiter,
+    SharedLimiters,
     TokenBucket,
     parse_duration_header,
     reset_delay,
@@ -142,3 +146,91 @@ def test_budget_refuses_what_would_exceed_it_and_waits_for_requests_in_flight() 
 def test_budget_without_a_limit_never_stops() -> None:
     budget = Budget(Limits(price_per_million_input_tokens=1e6))
     assert all(budget.reserve(1000, 1000) is not None for _ in range(100))
+
+
+def _personas(server: FakeServer, shared: str | None, **limits: float) -> list[dict[str, Any]]:
+    """Three persona endpoints of one server, each at concurrency 2."""
+    extra = {"shared": shared} if shared else {}
+    return [endpoint(f"persona-{i}", "http", server.url,
+                     limits={"concurrency": 2, **limits, **extra}) for i in range(3)]
+
+
+def test_endpoints_naming_one_shared_limit_never_exceed_it_together(
+        tmp_path: Path, sqlite_url: str) -> None:
+    metrics = Metrics()
+    with FakeServer(delay=0.05) as server:
+        s = make_settings(tmp_path, sqlite_url, _personas(server, "box"),
+                          [canary("c-p", samples=4)],
+                          shared_limits={"box": {"concurrency": 1}})
+        st = open_store(s, migrate=True)
+        try:
+            summary = run(st, s, options=RunOptions(
+                backoff=FAST, on_queued=metrics.observe_queued)).summary
+        finally:
+            st.close()
+        assert len(server.requests()) == 12
+        assert server.peak == 1
+    for name in ("persona-0", "persona-1", "persona-2"):
+        assert summary[name]["ok"] == 4
+        assert summary[name]["queue_p50_ms"] is not None
+        assert summary[name]["queue_p95_ms"] >= summary[name]["queue_p50_ms"]
+        counted = metrics.registry.get_sample_value(
+            "auditor_shared_limit_wait_seconds_count", {"limit": "box", "endpoint": name})
+        assert counted == 4
+    # one at a time with six workers waiting: someone queued
+    assert max(s["queue_p95_ms"] for s in summary.values()) > 0
+
+
+def test_without_a_shared_limit_the_same_endpoints_overlap(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """The control of the test above: the server does see overlap when nothing is shared."""
+    with FakeServer(delay=0.05) as server:
+        s = make_settings(tmp_path, sqlite_url, _personas(server, None),
+                          [canary("c-p", samples=4)])
+        st = open_store(s, migrate=True)
+        try:
+            summary = run(st, s).summary
+        finally:
+            st.close()
+        assert server.peak > 1
+    assert all("queue_p50_ms" not in s for s in summary.values())
+
+
+def test_a_shared_limit_holds_across_cycles_run_at_once(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """The daemon runs each endpoint's cycle on its own; one SharedLimiters spans them."""
+    with FakeServer(delay=0.05) as server:
+        s = make_settings(tmp_path, sqlite_url, _personas(server, "box"),
+                          [canary("c-p", samples=3)],
+                          shared_limits={"box": {"concurrency": 1}})
+        st = open_store(s, migrate=True)
+        shared = SharedLimiters()
+
+        async def both() -> None:
+            cycles = [prepare(st, s, endpoints=[e.name]).cycle_id for e in s.endpoints]
+            await asyncio.gather(*(run_cycle(st, s, c, options=RunOptions(
+                backoff=FAST, shared=shared)) for c in cycles))
+
+        try:
+            asyncio.run(both())
+        finally:
+            st.close()
+        assert len(server.requests()) == 9
+        assert server.peak == 1
+
+
+def test_a_shared_request_rate_holds_across_endpoints(tmp_path: Path, sqlite_url: str,
+                                                      server: FakeServer) -> None:
+    rpm = 600.0  # 10 per second for all three together; each alone may send a million
+    s = make_settings(tmp_path, sqlite_url, _personas(server, "box"),
+                      [canary("c-p", samples=8)],
+                      shared_limits={"box": {"concurrency": 8, "requests_per_minute": rpm}})
+    st = open_store(s, migrate=True)
+    try:
+        run(st, s)
+    finally:
+        st.close()
+    times = [r.at for r in server.requests()]
+    assert len(times) == 24
+    # burst of the shared bucket: min(rate per second, concurrency) = 8
+    assert _max_excess(times, rpm / 60.0, slack=0.2) <= 8
