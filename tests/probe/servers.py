@@ -13,7 +13,8 @@ that prompt, then normal answers). Names:
 
 Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
 ``POST /custom/generate`` (a custom JSON API: ``{"output": {"text": ...}}``); a test may
-add its own to ``routes``. ``peak`` is the most requests the server held at once.
+add its own to ``routes``. ``peak`` is the most requests the server held at once; with
+``serial`` it answers one request at a time, like a llama.cpp server with one slot.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Seen:
 @dataclass
 class FakeServer:
     delay: float = 0.0
+    serial: bool = False
     retry_after: str = "1"
     record: bool = True
     seen: list[Seen] = field(default_factory=list)
@@ -56,6 +58,7 @@ class FakeServer:
         default_factory=lambda: dict(ROUTES))
     peak: int = 0
     _in_flight: int = 0
+    _one: asyncio.Lock = field(default_factory=asyncio.Lock)
     host: str = "127.0.0.1"
     port: int = 0
     _counts: dict[str, int] = field(default_factory=dict)
@@ -142,7 +145,11 @@ class FakeServer:
                     self._in_flight += 1
                     self.peak = max(self.peak, self._in_flight)
                 try:
-                    keep = await self._respond(method, path, body, writer)
+                    if self.serial:
+                        async with self._one:
+                            keep = await self._respond(method, path, body, writer)
+                    else:
+                        keep = await self._respond(method, path, body, writer)
                 finally:
                     with self._lock:
                         self._in_flight -= 1
