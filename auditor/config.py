@@ -16,6 +16,8 @@ __all__ = [
     "Decoding",
     "Endpoint",
     "Limits",
+    "PLACEHOLDER",
+    "PLACEHOLDERS",
     "Schedule",
     "Settings",
     "SharedLimit",
@@ -181,7 +183,7 @@ def _strings(value: Any, key: str) -> list[tuple[str, str]]:
 def _template_errors(tpl: HttpTemplate, api_key_env: str | None) -> list[str]:
     """What is wrong with the placeholders of an http template, one sentence each."""
     errors = []
-    where = [("http.path", tpl.path, ("model",))]
+    where: list[tuple[str, str, tuple[str, ...]]] = [("http.path", tpl.path, ("model",))]
     where += [(k, v, ("api_key", "model")) for k, v in _strings(tpl.headers, "http.headers")]
     if tpl.request_template is not None:
         where += [(k, v, PLACEHOLDERS)
