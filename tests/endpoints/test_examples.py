@@ -20,6 +20,8 @@ from probe.servers import FakeServer
 from auditor.canary import Canary
 from auditor.config import Endpoint, load_settings
 from auditor.endpoints import Result, make_adapter, request_for
+from auditor.probe import probe_once_sync
+from auditor.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-example-key-0042"
@@ -168,3 +170,40 @@ def test_each_example_endpoint_loads_and_sends_its_template_filled(
                    or tpl.prompt_tokens_path is not None)
         if counted or ep.limits.daily_budget_usd is not None or ep.limits.tokens_per_minute:
             assert result.prompt_tokens is not None, f"{where}: {ep.name} reads no tokens"
+
+
+def test_the_readme_persona_copied_per_persona_runs_under_one_shared_limit(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """The set-up of issue #18: the README's persona endpoint copied once per persona, only
+    the name and the system text changed, all on one single-slot server."""
+    block = next(b for b in readme_blocks() if "/chat/completions" in b and '"system"' in b)
+    shared, persona = block.split("[[endpoints]]", 1)
+    old_name = re.search(r'name = "([^"]+)"', persona)
+    old_system = re.search(r'role = "system", content = "([^"]+)"', persona)
+    assert old_name and old_system
+    names = ["persona-a", "persona-b", "persona-c"]
+    copies = [persona.replace(old_name.group(1), n).replace(old_system.group(1), f"You are {n}.")
+              for n in names]
+    with FakeServer(serial=True, delay=0.02) as server:
+        text = re.sub(r'base_url = "http://[^/"]+', f'base_url = "{server.url}',
+                      shared + "".join("[[endpoints]]" + c for c in copies))
+        (tmp_path / "canaries").mkdir()
+        (tmp_path / "canaries" / "c.yaml").write_text(
+            f"id: c-mars\nkind: free_text\nprompt: {PROMPT}\nsamples: 3\n", encoding="utf-8")
+        path = tmp_path / "auditor.toml"
+        path.write_text(f'database_url = "{sqlite_url}"\n' + text, encoding="utf-8")
+        settings = load_settings(path)
+        st = open_store(settings, migrate=True)
+        try:
+            summary = probe_once_sync(st, settings).summary
+        finally:
+            st.close()
+        seen = server.requests()
+    assert server.peak == 1 and len(seen) == 9
+    for n in names:
+        assert summary[n]["ok"] == 3 and summary[n]["prompt_tokens"] > 0
+        assert summary[n]["queue_p50_ms"] is not None
+        bodies = [r.body for r in seen if r.body and r.body["messages"][0]["content"]
+                  == f"You are {n}."]
+        assert len(bodies) == 3
+        assert all(b["messages"][1]["content"] == PROMPT for b in bodies)
