@@ -6,7 +6,7 @@ a regenerated report hashes the same.
 
 from __future__ import annotations
 
-__all__ = ["TimelinePoint", "timeline_svg"]
+__all__ = ["TimelinePoint", "timeline_figure", "timeline_svg"]
 
 import io
 import math
@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -38,19 +39,31 @@ def _neglog10(p: float | None) -> float | None:
     return -math.log10(max(p, 1e-300))
 
 
+_STYLE: dict[str, Any] = {
+    "svg.hashsalt": "canary-auditor",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 8.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
 def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
+    """The timeline figure as SVG text."""
+    with plt.rc_context(_STYLE):  # type: ignore[arg-type]
+        fig = timeline_figure(points, alpha)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def timeline_figure(points: list[TimelinePoint], alpha: float = 0.05) -> Figure:
     """Two stacked panels over time: the evidence against independence (-log10 p, and
     log10 e-value when there is one), and the effect size with its interval."""
     points = sorted(points, key=lambda p: p.at)
-    style: dict[str, Any] = {
-        "svg.hashsalt": "canary-auditor",
-        "svg.fonttype": "path",
-        "font.family": "DejaVu Sans",
-        "font.size": 8.5,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-    with plt.rc_context(style):  # type: ignore[arg-type]
+    with plt.rc_context(_STYLE):  # type: ignore[arg-type]
         fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.5, 3.9), sharex=True,
                                        gridspec_kw={"hspace": 0.18})
         xs = [p.at for p in points]
@@ -88,7 +101,4 @@ def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
         ax2.xaxis.set_major_locator(locator)
         ax2.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         fig.align_ylabels()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-        plt.close(fig)
-    return buf.getvalue()
+    return fig
