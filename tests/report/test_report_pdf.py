@@ -18,7 +18,7 @@ from pypdf import PdfReader
 
 from auditor.bundle import BundleResult, write_bundle
 from auditor.figures import TimelinePoint, timeline_figure
-from auditor.report import MEASURED_FPR, ReportRequest
+from auditor.report import MEASURED_FPR, ReportRequest, fmt_p
 from auditor.signing import load_private_key
 from auditor.store.models import Verdict
 from tests.report.world import CONTROLS, START, World, add_verdict, build_world, timedelta
@@ -70,7 +70,7 @@ def test_verdict_names_what_it_rests_on_and_reconciles_the_measures(printed) -> 
     _, pages = printed
     page1 = _flat(pages[0])
     assert "The verdict rests on the combined p-value" in page1
-    assert "interval includes 0" in page1
+    assert "interval of the effect size includes 0" in page1
     assert "e-value (1.76) is below the alarm level of 20" in page1
 
 
@@ -91,11 +91,11 @@ def test_scope_says_why_sampled_answers_and_responses_differ(printed) -> None:
 def test_channel_table_reads_in_words_and_explains_the_identity_floor(printed) -> None:
     _, pages = printed
     table = _flat(_section(pages, "Evidence channels", "Every channel"))
-    assert "fisher" not in table.lower() and "_" not in table
+    assert "response level fisher p" not in table.lower() and "_" not in table
     assert "24 of 24" in table and "0 of 200" in table
     k = len(CONTROLS)
-    assert f"smallest p-value this channel can give with {k} controls is 1/({k}+1) = 0.25" \
-        in table
+    assert (f"smallest p-value this channel can give with {k} controls is 1/({k}+1) = "
+            f"{fmt_p(1 / (k + 1))}") in table
 
 
 def test_p_values_in_the_channel_table_stay_on_one_line(printed) -> None:
@@ -125,7 +125,7 @@ def test_every_hash_in_the_text_layer_is_whole_and_the_bundles(printed) -> None:
     bundle_text = "".join(p.read_text(errors="replace") for p in result.path.iterdir()
                           if p.name != "report.pdf" and p.is_file())
     known = set(re.findall(r"[0-9a-f]{64}", bundle_text))
-    known |= {result.manifest_sha256, result.fingerprint}
+    known |= {result.manifest_sha256, result.signer_fingerprint}
     revisions = set(re.findall(r"[0-9a-f]{40}", bundle_text))
     text = "\n".join(pages)
     assert "\u2010" not in text and "\u00ad" not in text
@@ -133,7 +133,7 @@ def test_every_hash_in_the_text_layer_is_whole_and_the_bundles(printed) -> None:
     assert runs
     for run in runs:
         assert run in known or run in revisions, run
-    for h in (result.manifest_sha256, result.fingerprint):
+    for h in (result.manifest_sha256, result.signer_fingerprint):
         assert h in text
 
 
