@@ -111,7 +111,7 @@ def timeline_figure(points: list[TimelinePoint], alpha: float = 0.05) -> Figure:
         ax2.set_ylabel("effect")
         _legend_above(ax2)
         ax2.grid(axis="y", color="#dddddd", lw=0.5)
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=5, tz=UTC)
+        locator = mdates.AutoDateLocator(minticks=2, maxticks=6, tz=UTC)
         ax2.xaxis.set_major_locator(locator)
         ax2.xaxis.set_major_formatter(mdates.DateFormatter(_date_format(xs), tz=UTC))
         ax2.set_xlabel("time of analysis (UTC)")

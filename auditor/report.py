@@ -457,9 +457,9 @@ def _collected_by(run: dict[str, Any]) -> str:
     """Who collected a run's responses, and from where, in words."""
     if run["source"]:
         return f"imported from file {run['source']}"
-    who = ", ".join(run["collectors"]) or "the auditor"
-    where = f" from {run['base_url']}" if run["base_url"] else ""
-    return f"{who}, {run['kind']} requests{where}"
+    who = f" by {', '.join(run['collectors'])}" if run["collectors"] else ""
+    where = f" to {run['base_url']}" if run["base_url"] else " to the provider's default URL"
+    return f"auditor {run['kind']} run{who}, requests sent{where}"
 
 
 def _scope(parties: _Parties, evidence: list[dict[str, Any]]) -> dict[str, int]:

@@ -83,9 +83,9 @@ def test_scope_says_why_sampled_answers_and_responses_differ(printed) -> None:
         by_endpoint[name] = by_endpoint.get(name, 0) + 1
     page1 = _flat(pages[0])
     controls = sum(by_endpoint[c] for c in CONTROLS)
-    assert (f"{len(evidence)} responses in the evidence file: {by_endpoint['sus']} of the "
-            f"suspect, {by_endpoint['prot']} of the protected model and {controls} of the "
-            f"{len(CONTROLS)} controls") in page1
+    assert (f"{len(evidence)} responses in the evidence file ({by_endpoint['sus']} of the "
+            f"suspect, {by_endpoint['prot']} of the protected model, {controls} of the "
+            f"{len(CONTROLS)} controls)") in page1
 
 
 def test_channel_table_reads_in_words_and_explains_the_identity_floor(printed) -> None:
