@@ -434,7 +434,7 @@ def _custody(session: Session, parties: _Parties,
         run = cycles.setdefault(a["cycle_id"], {
             "id": a["cycle_id"], "kind": a["cycle_kind"], "source": a["cycle_source"],
             "endpoint": r["endpoint"]["name"], "base_url": r["endpoint"]["base_url"],
-            "responses": 0, "collectors": set(), "imported": r["record"]["imported"],
+            "responses": 0, "collectors": set(),
             "first": r["record"]["collected_at"], "last": r["record"]["collected_at"],
             "first_seq": r["seq"], "last_seq": r["seq"]})
         run["responses"] += 1
@@ -473,11 +473,12 @@ def _reading(vrec: dict[str, Any], alpha: float) -> dict[str, Any]:
     """What the verdict rests on, and where the other measures agree or disagree with it."""
     alarm = 1 / alpha
     low, high, e = vrec["effect_low"], vrec["effect_high"], vrec["e_value"]
-    interval_has_zero = low is not None and high is not None and low <= 0 <= high
+    has_interval = low is not None and high is not None
+    interval_has_zero = has_interval and low <= 0 <= high
     return {
         "alarm": alarm,
         "interval_has_zero": interval_has_zero,
-        "interval_disagrees": interval_has_zero == bool(vrec["significant"]),
+        "interval_disagrees": has_interval and interval_has_zero == bool(vrec["significant"]),
         "e_below_alarm": e is not None and e < alarm,
         "e_disagrees": e is not None and (e >= alarm) != bool(vrec["significant"]),
     }
@@ -489,6 +490,9 @@ _CHANNEL_LABELS = {
     "measure": "measure", "green": "green tokens", "scored": "tokens scored",
     "gamma": "green-list share", "green_rate": "green-token rate", "odds_ratio": "odds ratio",
 }
+# shown in words by _identity_figures, or as the p-value column
+_NOT_FIGURES = {"p_value", "response_level_fisher_p", "suspect_claims", "suspect_total",
+                "control_claims", "control_total"}
 
 
 def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
@@ -499,8 +503,7 @@ def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         figures = [f"{_CHANNEL_LABELS.get(k, k.replace('_', ' '))} {fmt_num(x)}"
                    for k, x in sorted(ch.items())
-                   if k not in {"p_value", "response_level_fisher_p"} and x is not None
-                   and (isinstance(x, int | float | str)) and k not in _IDENTITY_COUNTS]
+                   if k not in _NOT_FIGURES and isinstance(x, int | float | str)]
         row = {"name": name.replace("_", " "), "key": name, "p_value": ch.get("p_value"),
                "figures": figures, "note": None}
         if name == "identity":
@@ -508,9 +511,6 @@ def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
             row["note"] = _identity_floor(ch)
         rows.append(row)
     return rows
-
-
-_IDENTITY_COUNTS = {"suspect_claims", "suspect_total", "control_claims", "control_total"}
 
 
 def _identity_figures(ch: dict[str, Any]) -> list[str]:
