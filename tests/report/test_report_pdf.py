@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from auditor.figures import TimelinePoint, timeline_figure
 from auditor.report import MEASURED_FPR, ReportRequest, fmt_p
 from auditor.signing import load_private_key
 from auditor.store.models import Verdict
-from tests.report.world import CONTROLS, START, World, add_verdict, build_world, timedelta
+from tests.report.world import CONTROLS, START, World, add_verdict, build_world
 
 ROOT = Path(__file__).resolve().parents[2]
 IDENTITY = {"p_value": 0.25, "suspect_claims": 24, "suspect_total": 24, "control_claims": 0,
@@ -182,8 +182,7 @@ def test_no_page_is_mostly_blank_except_before_a_new_part(printed) -> None:
     parts = ("2. Results", "Appendix A.", "Appendix B.")
     bottoms = _body_bottoms(result.path / "report.pdf")
     for i, bottom in enumerate(bottoms[:-1]):
-        if any(pages[i + 1].lstrip().split("\n", 2)[-1].lstrip().startswith(p)
-               or p in pages[i + 1][:200] for p in parts):
+        if any(p in pages[i + 1][:200] for p in parts):  # a part that starts a new page
             continue
         assert bottom < 0.5, f"page {i + 1} is more than half blank"
 
