@@ -6,12 +6,12 @@ a regenerated report hashes the same.
 
 from __future__ import annotations
 
-__all__ = ["TimelinePoint", "timeline_svg"]
+__all__ = ["TimelinePoint", "timeline_figure", "timeline_svg"]
 
 import io
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import matplotlib
@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,47 @@ def _neglog10(p: float | None) -> float | None:
     return -math.log10(max(p, 1e-300))
 
 
+_STYLE: dict[str, Any] = {
+    "svg.hashsalt": "canary-auditor",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 8.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
 def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
+    """The timeline figure as SVG text."""
+    with plt.rc_context(_STYLE):  # type: ignore[arg-type]
+        fig = timeline_figure(points, alpha)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _legend_above(ax: Any) -> None:
+    """The legend in one row above the panel, where it cannot cover a line or band."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3, frameon=False,
+              fontsize=7.5, borderaxespad=0.0, handlelength=2.2)
+
+
+def _date_format(xs: list[datetime]) -> str:
+    """Every tick a calendar date, with the time of day as fine as the span needs."""
+    span = (max(xs) - min(xs)).total_seconds() if xs else 0.0
+    if span >= 3 * 86400:
+        return "%Y-%m-%d"
+    return "%Y-%m-%d\n%H:%M" if span >= 3600 else "%Y-%m-%d\n%H:%M:%S"
+
+
+def timeline_figure(points: list[TimelinePoint], alpha: float = 0.05) -> Figure:
     """Two stacked panels over time: the evidence against independence (-log10 p, and
     log10 e-value when there is one), and the effect size with its interval."""
     points = sorted(points, key=lambda p: p.at)
-    style: dict[str, Any] = {
-        "svg.hashsalt": "canary-auditor",
-        "svg.fonttype": "path",
-        "font.family": "DejaVu Sans",
-        "font.size": 8.5,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-    with plt.rc_context(style):  # type: ignore[arg-type]
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.5, 3.9), sharex=True,
-                                       gridspec_kw={"hspace": 0.18})
+    with plt.rc_context(_STYLE):  # type: ignore[arg-type]
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.5, 4.2), sharex=True,
+                                       gridspec_kw={"hspace": 0.42})
         xs = [p.at for p in points]
         lp = [_neglog10(p.p_value) for p in points]
         ax1.plot([x for x, y in zip(xs, lp, strict=True) if y is not None],
@@ -66,7 +93,7 @@ def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
         ax1.axhline(-math.log10(alpha), color="#9b1c1c", lw=0.9, ls=":",
                     label=f"threshold α = {alpha:g}")
         ax1.set_ylabel("evidence")
-        ax1.legend(loc="upper left", frameon=False, fontsize=7.5)
+        _legend_above(ax1)
         ax1.grid(axis="y", color="#dddddd", lw=0.5)
 
         eff = [(x, p) for x, p in zip(xs, points, strict=True) if p.effect is not None]
@@ -82,13 +109,11 @@ def timeline_svg(points: list[TimelinePoint], alpha: float = 0.05) -> str:
                                  lw=0, label="95% interval")
         ax2.axhline(0.0, color="#555555", lw=0.8)
         ax2.set_ylabel("effect")
-        ax2.legend(loc="upper left", frameon=False, fontsize=7.5)
+        _legend_above(ax2)
         ax2.grid(axis="y", color="#dddddd", lw=0.5)
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+        locator = mdates.AutoDateLocator(minticks=2, maxticks=6, tz=UTC)
         ax2.xaxis.set_major_locator(locator)
-        ax2.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax2.xaxis.set_major_formatter(mdates.DateFormatter(_date_format(xs), tz=UTC))
+        ax2.set_xlabel("time of analysis (UTC)")
         fig.align_ylabels()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-        plt.close(fig)
-    return buf.getvalue()
+    return fig

@@ -15,6 +15,7 @@ messages stay in the store (only their SHA-256 travels), since either may echo a
 from __future__ import annotations
 
 __all__ = [
+    "MEASURED_FPR",
     "ReportContext",
     "ReportRequest",
     "build_context",
@@ -58,6 +59,12 @@ from auditor.store.models import (
 from auditor.version import software
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# The method's false-positive rate as measured, and where: the report quotes it.
+MEASURED_FPR = {"alpha": "0.05", "fpr": "0.04",
+                "source": "BENCHMARKS.md, \u201cDetection power and calibration on real model "
+                          "outputs\u201d (provenance benchmark, 50 to 400 canaries, 5 seeds)"}
 
 
 def templates_dir() -> Path:
@@ -217,54 +224,80 @@ def _timeline(session: Session, verdict: Verdict, req: ReportRequest) -> list[Ti
     return pts
 
 
-def build_context(
-    session: Session, settings: Settings, req: ReportRequest, now: datetime | None = None
-) -> ReportContext:
-    """Gathers the verdict, its evidence and everything the report says about it."""
-    now = now or datetime.now(UTC)
-    verdict, suspect, protected = select_verdict(session, req)
-    endpoints = {e.id: e for e in session.scalars(select(Endpoint))}
-    names = {i: e.name for i, e in endpoints.items()}
-    vrec = verdict_record(verdict, names)
-    by_name = {e.name: e for e in endpoints.values()}
-    control_names = [str(c) for c in vrec["controls"]]
-    controls = [by_name[c] for c in control_names if c in by_name]
-    missing_controls = [c for c in control_names if c not in by_name]
-    involved = [protected, suspect, *controls]
-    roles = {protected.id: "protected", suspect.id: "suspect"}
-    roles.update({c.id: "control" for c in controls})
+# ---------------------------------------------------------------- context, step by step
 
-    canary_ids = [_canary_id(c) for c in vrec["canaries"]]
-    wanted = set(canary_ids)
+
+@dataclass
+class _Parties:
+    """The endpoints a verdict involves, and each one's role in it."""
+
+    protected: Endpoint
+    suspect: Endpoint
+    controls: list[Endpoint]
+    missing_controls: list[str]
+    endpoints: dict[int, Endpoint]
+
+    @property
+    def involved(self) -> list[Endpoint]:
+        return [self.protected, self.suspect, *self.controls]
+
+    @property
+    def roles(self) -> dict[int, str]:
+        roles = {c.id: "control" for c in self.controls}
+        roles.update({self.protected.id: "protected", self.suspect.id: "suspect"})
+        return roles
+
+
+@dataclass
+class _Gathered:
+    """The responses a verdict used, with the canary versions they answer."""
+
+    evidence: list[dict[str, Any]]
+    answers: dict[tuple[str, int], list[dict[str, Any]]]
+    versions: dict[int, CanaryVersion]
+    since: datetime | None
+    until: datetime
+
+
+def _parties(session: Session, verdict: Verdict, suspect: Endpoint,
+             protected: Endpoint) -> _Parties:
+    endpoints = {e.id: e for e in session.scalars(select(Endpoint))}
+    by_name = {e.name: e for e in endpoints.values()}
+    control_names = [str(c) for c in verdict.controls or []]
+    return _Parties(protected, suspect, [by_name[c] for c in control_names if c in by_name],
+                    [c for c in control_names if c not in by_name], endpoints)
+
+
+def _gather_evidence(session: Session, vrec: dict[str, Any], params: dict[str, Any],
+                     req: ReportRequest, verdict: Verdict, parties: _Parties) -> _Gathered:
+    """Every response of the involved endpoints to the verdict's canaries in its window."""
+    wanted = {_canary_id(c) for c in vrec["canaries"]}
     pinned = {str(c["canary_id"]): int(c["canary_version"]) for c in vrec["contributions"]
               if isinstance(c, dict) and c.get("canary_version") is not None}
-    params = verdict.params or {}
     since = max([t for t in (req.since, _parse_time(params.get("since"))) if t], default=None)
     until = min([t for t in (req.until, _parse_time(params.get("until")), verdict.created_at)
                  if t])
     max_seq = params.get("last_response_seq")
-
+    roles = parties.roles
     q = (select(Response, Attempt, Cycle, CanaryVersion)
          .join(Attempt, Response.attempt_id == Attempt.id)
          .join(Cycle, Attempt.cycle_id == Cycle.id)
          .join(CanaryVersion, Response.canary_version_id == CanaryVersion.id)
-         .where(Response.endpoint_id.in_([e.id for e in involved]),
+         .where(Response.endpoint_id.in_([e.id for e in parties.involved]),
                 Response.collected_at <= until)
          .order_by(Response.seq))
     if since is not None:
         q = q.where(Response.collected_at >= since)
     if isinstance(max_seq, int):
         q = q.where(Response.seq <= max_seq)
-    evidence: list[dict[str, Any]] = []
-    answers: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    versions: dict[int, CanaryVersion] = {}
+    got = _Gathered([], {}, {}, since, until)
     for resp, att, cyc, cv in session.execute(q).tuples():
         if cv.canary_id not in wanted:
             continue
         if cv.canary_id in pinned and cv.version != pinned[cv.canary_id]:
             continue
-        versions[cv.id] = cv
-        ep = endpoints[resp.endpoint_id]
+        got.versions[cv.id] = cv
+        ep = parties.endpoints[resp.endpoint_id]
         source = (cyc.summary or {}).get("source") if isinstance(cyc.summary, dict) else None
         row: dict[str, Any] = {
             "seq": resp.seq,
@@ -287,10 +320,16 @@ def build_context(
         }
         if resp.logprobs is not None:
             row["logprobs"] = resp.logprobs
-        evidence.append(row)
-        answers.setdefault((cv.canary_id, ep.id), []).append(row)
+        got.evidence.append(row)
+        got.answers.setdefault((cv.canary_id, ep.id), []).append(row)
+    return got
 
-    # registry commitment and unsealing
+
+def _open_canaries(
+    session: Session, req: ReportRequest, wanted: set[str], versions: dict[int, CanaryVersion]
+) -> tuple[RegistryCommit | None, bool, list[dict[str, Any]], dict[str, CanaryVersion]]:
+    """The covering registry commitment, every canary used (opened ones with their proof)
+    and the opened versions by canary id."""
     rc, covering = _covering_commit(session, set(versions))
     unknown = [u for u in req.unseal if u not in wanted]
     if unknown:
@@ -317,25 +356,31 @@ def build_context(
             "unsealed": u.as_dict() if u is not None else None,
         })
     shown = {cv.canary_id: cv for cv in versions.values() if cv.id in unsealed}
+    return rc, covering, canaries, shown
 
-    # the strongest canaries, side by side
+
+def _strongest(vrec: dict[str, Any], req: ReportRequest, parties: _Parties,
+               got: _Gathered, canaries: list[dict[str, Any]],
+               shown: dict[str, CanaryVersion]) -> list[dict[str, Any]]:
+    """The top canaries of the verdict: protected, suspect and nearest control side by side."""
+    protected, suspect = parties.protected, parties.suspect
     strongest = []
     ranked = [c for c in vrec["contributions"] if isinstance(c, dict)] or \
-        [{"canary_id": c} for c in canary_ids]
+        [{"canary_id": _canary_id(c)} for c in vrec["canaries"]]
     for rank, contrib in enumerate(ranked[: req.top], start=1):
         cid = str(contrib.get("canary_id"))
 
         def first(ep_id: int, cid: str = cid) -> dict[str, Any] | None:
-            rows = answers.get((cid, ep_id))
+            rows = got.answers.get((cid, ep_id))
             return rows[0] if rows else None
 
         def samples(ep_id: int, cid: str = cid) -> int:
-            return len(answers.get((cid, ep_id), []))
+            return len(got.answers.get((cid, ep_id), []))
 
         p_row, s_row = first(protected.id), first(suspect.id)
         p_text = p_row["record"]["text"] if p_row else ""
         best: tuple[float, Endpoint | None, dict[str, Any] | None] = (-1.0, None, None)
-        for c in controls:
+        for c in parties.controls:
             c_row = first(c.id)
             if c_row is None:
                 continue
@@ -362,10 +407,15 @@ def build_context(
             if s_row and p_row else None,
             "sim_control": round(best[0], 3) if best[1] and p_row else None,
         })
+    return strongest
 
-    # chain of custody
+
+def _custody(session: Session, parties: _Parties,
+             evidence: list[dict[str, Any]]) -> dict[str, Any]:
+    """What was collected from each endpoint, and by which collection run and collector."""
+    roles = parties.roles
     custody_eps = []
-    for ep in involved:
+    for ep in parties.involved:
         rows = [r for r in evidence if r["endpoint"]["name"] == ep.name]
         times = [r["record"]["collected_at"] for r in rows]
         custody_eps.append({
@@ -383,7 +433,8 @@ def build_context(
         a = r["attempt"]
         run = cycles.setdefault(a["cycle_id"], {
             "id": a["cycle_id"], "kind": a["cycle_kind"], "source": a["cycle_source"],
-            "endpoint": r["endpoint"]["name"], "responses": 0, "collectors": set(),
+            "endpoint": r["endpoint"]["name"], "base_url": r["endpoint"]["base_url"],
+            "responses": 0, "collectors": set(),
             "first": r["record"]["collected_at"], "last": r["record"]["collected_at"],
             "first_seq": r["seq"], "last_seq": r["seq"]})
         run["responses"] += 1
@@ -397,8 +448,110 @@ def build_context(
         stored_cycle = session.get(Cycle, run["id"])
         run["collectors"] = sorted(run["collectors"])
         run["registry_root"] = stored_cycle.registry_root if stored_cycle else None
+        run["collected_by"] = _collected_by(run)
         cycle_rows.append(run)
+    return {"endpoints": custody_eps, "cycles": cycle_rows}
 
+
+def _collected_by(run: dict[str, Any]) -> str:
+    """Who collected a run's responses, and from where, in words."""
+    if run["source"]:
+        return f"imported from file {run['source']}"
+    who = f" by {', '.join(run['collectors'])}" if run["collectors"] else ""
+    where = f" to {run['base_url']}" if run["base_url"] else " to the provider's default URL"
+    return f"auditor {run['kind']} run{who}, requests sent{where}"
+
+
+def _scope(parties: _Parties, evidence: list[dict[str, Any]]) -> dict[str, int]:
+    """How many responses of each role the evidence file holds."""
+    count = Counter(r["endpoint"]["role"] for r in evidence)
+    return {"suspect": count["suspect"], "protected": count["protected"],
+            "controls": count["control"], "n_controls": len(parties.controls)}
+
+
+def _reading(vrec: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """What the verdict rests on, and where the other measures agree or disagree with it."""
+    alarm = 1 / alpha
+    low, high, e = vrec["effect_low"], vrec["effect_high"], vrec["e_value"]
+    has_interval = low is not None and high is not None
+    interval_has_zero = has_interval and low <= 0 <= high
+    return {
+        "alarm": alarm,
+        "interval_has_zero": interval_has_zero,
+        "interval_disagrees": has_interval and interval_has_zero == bool(vrec["significant"]),
+        "e_below_alarm": e is not None and e < alarm,
+        "e_disagrees": e is not None and (e >= alarm) != bool(vrec["significant"]),
+    }
+
+
+_CHANNEL_LABELS = {
+    "statistic": "test statistic", "effect": "effect size", "suspect_score":
+    "suspect's score", "n_canaries": "canaries", "suspect_closeness": "suspect's closeness",
+    "measure": "measure", "green": "green tokens", "scored": "tokens scored",
+    "gamma": "green-list share", "green_rate": "green-token rate", "odds_ratio": "odds ratio",
+}
+# shown in words by _identity_figures, or as the p-value column
+_NOT_FIGURES = {"p_value", "response_level_fisher_p", "suspect_claims", "suspect_total",
+                "control_claims", "control_total"}
+
+
+def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evidence table: each channel's p-value and its other figures, in words."""
+    rows = []
+    for name, ch in sorted(channels.items()):
+        if not isinstance(ch, dict):
+            continue
+        figures = [f"{_CHANNEL_LABELS.get(k, k.replace('_', ' '))} {fmt_num(x)}"
+                   for k, x in sorted(ch.items())
+                   if k not in _NOT_FIGURES and isinstance(x, int | float | str)]
+        row = {"name": name.replace("_", " "), "key": name, "p_value": ch.get("p_value"),
+               "figures": figures, "note": None}
+        if name == "identity":
+            row["figures"] = _identity_figures(ch) + figures
+            row["note"] = _identity_floor(ch)
+        rows.append(row)
+    return rows
+
+
+def _identity_figures(ch: dict[str, Any]) -> list[str]:
+    out = []
+    if isinstance(ch.get("suspect_total"), int):
+        out.append(f"the suspect claimed it in {ch.get('suspect_claims', 0)} of "
+                   f"{ch['suspect_total']} answers")
+    if isinstance(ch.get("control_total"), int):
+        out.append(f"the controls in {ch.get('control_claims', 0)} of "
+                   f"{ch['control_total']}")
+    if isinstance(ch.get("response_level_fisher_p"), int | float):
+        out.append(f"answer-level Fisher exact test p = {fmt_p(ch['response_level_fisher_p'])}"
+                   " (descriptive only: it treats answers as independent)")
+    return out
+
+
+def _identity_floor(ch: dict[str, Any]) -> str | None:
+    rates = ch.get("control_rates")
+    if not isinstance(rates, list) or not rates:
+        return None
+    k = len(rates)
+    return (f"This p-value ranks the suspect's claim rate among the {k + 1} models (suspect "
+            f"and {k} controls): if the suspect were one more independent model, it would "
+            f"rank first by chance with probability 1/({k}+1). So the smallest p-value this "
+            f"channel can give with {k} controls is 1/({k}+1) = {fmt_p(1 / (k + 1))}, however "
+            "clear the contrast.")
+
+
+def build_context(
+    session: Session, settings: Settings, req: ReportRequest, now: datetime | None = None
+) -> ReportContext:
+    """Gathers the verdict, its evidence and everything the report says about it."""
+    now = now or datetime.now(UTC)
+    verdict, suspect, protected = select_verdict(session, req)
+    parties = _parties(session, verdict, suspect, protected)
+    vrec = verdict_record(verdict, {i: e.name for i, e in parties.endpoints.items()})
+    params = verdict.params or {}
+    got = _gather_evidence(session, vrec, params, req, verdict, parties)
+    evidence = got.evidence
+    wanted = {_canary_id(c) for c in vrec["canaries"]}
+    rc, covering, canaries, shown = _open_canaries(session, req, wanted, got.versions)
     head = session.get(LedgerHead, 1)
     first_collected = min((r["record"]["collected_at"] for r in evidence), default=None)
     first_dt = _parse_time(first_collected)
@@ -411,14 +564,18 @@ def build_context(
         "request": {"suspect": req.suspect, "protected": req.protected,
                     "since": _iso(req.since), "until": _iso(req.until),
                     "unseal": list(req.unseal)},
-        "window": {"since": _iso(since), "until": _iso(until)},
+        "window": {"since": _iso(got.since), "until": _iso(got.until)},
         "verdict": vrec,
         "alpha": alpha,
+        "reading": _reading(vrec, alpha),
+        "channel_rows": _channel_rows(vrec["channels"]),
+        "measured_fpr": MEASURED_FPR,
         "seeds": {k: v for k, v in params.items() if "seed" in k.lower()},
         "suspect": _ep_dict(suspect), "protected": _ep_dict(protected),
-        "controls": [_ep_dict(c) for c in controls],
-        "missing_controls": missing_controls,
+        "controls": [_ep_dict(c) for c in parties.controls],
+        "missing_controls": parties.missing_controls,
         "n_evidence": len(evidence),
+        "scope": _scope(parties, evidence),
         "n_canaries_evidence": len({r["canary"]["canary_id"] for r in evidence}),
         "first_collected": first_collected,
         "last_collected": max((r["record"]["collected_at"] for r in evidence), default=None),
@@ -432,9 +589,10 @@ def build_context(
         "ledger_head": {"seq": head.seq if head else 0, "chain": head.chain if head else None},
         "software": dict(software()),
         "config_hash": settings.config_hash(),
-        "strongest": strongest,
-        "custody": {"endpoints": custody_eps, "cycles": cycle_rows},
-        "canary_summary": {"total": len(canaries), "unsealed": len(unsealed),
+        "strongest": _strongest(vrec, req, parties, got, canaries, shown),
+        "custody": _custody(session, parties, evidence),
+        "canary_summary": {"total": len(canaries),
+                           "unsealed": sum(1 for c in canaries if c["unsealed"]),
                            "public": sum(1 for c in canaries if c["public"])},
         "timeline_points": len(timeline),
     }
@@ -507,7 +665,7 @@ def fmt_time(value: str | None) -> str:
 
 def fmt_short(value: str | None) -> str:
     t = _parse_time(value)
-    return t.strftime("%Y-%m-%d %H:%M") if t else "n/a"
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else "n/a"
 
 
 def fmt_date(value: str | None) -> str:
@@ -522,13 +680,25 @@ def chunk(value: str | None, size: int = 16) -> str:
     return " ".join(value[i:i + size] for i in range(0, len(value), size))
 
 
+def hardwrap(text: str, width: int = 96) -> list[str]:
+    """Lines of at most ``width`` characters whose concatenation is ``text`` exactly; a line
+    ends after a comma or colon where one is near the limit, else at the limit."""
+    lines = []
+    while len(text) > width:
+        cut = max(text.rfind(",", width - 24, width), text.rfind(":", width - 24, width))
+        cut = cut + 1 if cut > 0 else width
+        lines.append(text[:cut])
+        text = text[cut:]
+    return [*lines, text]
+
+
 def template_environment() -> Environment:
     """Jinja2 over ``reports/templates`` with the report's number and time filters."""
     env = Environment(loader=FileSystemLoader(str(templates_dir())),
                       autoescape=select_autoescape(["html", "html.j2", "xml"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(p=fmt_p, odds=fmt_odds, num=fmt_num, time=fmt_time, short=fmt_short,
-                       date=fmt_date, chunk=chunk)
+                       date=fmt_date, chunk=chunk, hardwrap=hardwrap)
     env.globals["verify_steps"] = verify_steps
     return env
 

@@ -85,6 +85,8 @@ def test_not_significant_verdict_reads_as_such(tmp_path: Path) -> None:
     world.store.close()
     html = (result.path / "report.html").read_text()
     assert "NOT SIGNIFICANT" in html and "not proof of independence" in html
+    assert "insufficient evidence of derivation" in html
+    assert "no evidence of derivation" not in html
 
 
 def test_p_values_read_as_decimals_or_powers_of_ten() -> None:
