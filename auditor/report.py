@@ -23,7 +23,6 @@ __all__ = [
     "select_verdict",
     "template_environment",
     "templates_dir",
-    "verify_steps",
 ]
 
 import getpass
@@ -39,6 +38,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auditor.byhand import verify_steps
 from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
 from auditor.figures import TimelinePoint, timeline_svg
@@ -312,7 +312,7 @@ def build_context(
         u = unsealed.get(cv.id)
         canaries.append({
             "canary_id": cv.canary_id, "version": cv.version, "kind": cv.kind,
-            "commitment": cv.commitment, "content_hash": cv.content_hash,
+            "commitment": cv.commitment,  # never an unsalted hash: it confirms guesses
             "public": _is_public(cv.content), "in_registry_root": bool(rc and cv.id in rc.leaves),
             "unsealed": u.as_dict() if u is not None else None,
         })
@@ -531,49 +531,6 @@ def template_environment() -> Environment:
                        date=fmt_date, chunk=chunk)
     env.globals["verify_steps"] = verify_steps
     return env
-
-
-_RECHECK = """python3 - <<'EOF'
-import hashlib, json
-for n, line in enumerate(open("evidence.jsonl", encoding="utf-8"), 1):
-    row = json.loads(line)
-    record = json.dumps(row["record"], sort_keys=True, separators=(",", ":"),
-                        ensure_ascii=False).encode("utf-8")
-    assert hashlib.sha256(record).hexdigest() == row["record_hash"], f"line {n}: record"
-    link = (row["prev_chain"] + row["record_hash"]).encode("ascii")
-    assert hashlib.sha256(link).hexdigest() == row["chain"], f"line {n}: chain"
-print("every record hash and chain link checks out")
-EOF"""
-
-
-def verify_steps(timestamped: bool) -> list[tuple[str, str]]:
-    """(what it proves, shell command) pairs, run inside the unpacked bundle directory."""
-    steps = [
-        ("Every file matches the list of hashes (prints OK per file).",
-         "sha256sum -c SHA256SUMS"),
-        ("The list of hashes and the manifest were signed by the key in signer.pub "
-         "(each prints \"Signature Verified Successfully\").",
-         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in SHA256SUMS "
-         "-sigfile SHA256SUMS.sig\n"
-         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in manifest.json "
-         "-sigfile manifest.sig"),
-        ("The key is the auditor's: its fingerprint equals the one printed on page 1.",
-         "openssl pkey -pubin -in signer.pub -outform DER | sha256sum"),
-        ("The manifest is the one this report names: its hash equals the one on page 1.",
-         "sha256sum manifest.json"),
-    ]
-    if timestamped:
-        steps.append((
-            "An independent authority saw the manifest at the stated time. Use the "
-            "authority's root certificate obtained from the authority itself in place of "
-            "tsa-ca.pem for full independence.",
-            "openssl ts -verify -data manifest.json -in manifest.tsr -CAfile tsa-ca.pem"))
-    steps.append(("Each response's record hashes to its record_hash, and each chain link is "
-                  "the SHA-256 of the previous link followed by the record hash.", _RECHECK))
-    steps.append(("Or all of the above, plus each unsealed canary's Merkle proof, with the "
-                  "auditor (exits non-zero and names the first file that fails).",
-                  "auditor verify BUNDLE_DIR_OR_ZIP"))
-    return steps
 
 
 def render_html(ctx: ReportContext, bundle: dict[str, Any]) -> str:
