@@ -170,7 +170,8 @@ def write_bundle(
         "selection": {**ctx.data["request"], "window": ctx.data["window"]},
         "evidence": {"responses": len(ctx.evidence), "first_seq": min(seqs, default=None),
                      "last_seq": max(seqs, default=None),
-                     "canaries": ctx.data["n_canaries_evidence"]},
+                     "canaries": ctx.data["n_canaries_evidence"],
+                     "redacted": ctx.data["redactions"]["answers"]},
         "ledger_head": ctx.data["ledger_head"],
         "registry": ctx.data["registry"],
         "software": ctx.data["software"],
@@ -564,6 +565,9 @@ def _check_evidence(bundle: Path, files: dict[str, bytes], manifest: dict[str, A
     if expected is not None and expected != count:
         raise _fail(bundle, "evidence.jsonl", f"holds {count} responses, the manifest says "
                     f"{expected}")
+    if redacted != manifest.get("evidence", {}).get("redacted", 0):
+        raise _fail(bundle, "evidence.jsonl", f"{redacted} answers are marked redacted, the "
+                    "manifest says " + str(manifest.get("evidence", {}).get("redacted", 0)))
     head = manifest.get("ledger_head", {})
     if isinstance(head.get("seq"), int) and last_seq > head["seq"]:
         raise _fail(bundle, "evidence.jsonl", "cites a ledger position beyond the head")

@@ -42,6 +42,7 @@ from auditor.byhand import verify_steps
 from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
 from auditor.figures import TimelinePoint, timeline_svg
+from auditor.redact import MARK, quoted_spans, redact
 from auditor.registry import UnsealedCanary, unseal
 from auditor.store.ledger import ledger_record
 from auditor.store.models import (
@@ -307,6 +308,9 @@ def build_context(
                     [Problem("unsealing proves content against a committed root",
                              fix="run `auditor canaries commit`, then analyse and report again")])
             unsealed[cv.id] = unseal(session, rc, cv.id)
+    redacted = _redact_quotes(evidence, [m["content"] for cv in versions.values()
+                                         if cv.id not in unsealed
+                                         for m in _prompt_messages(cv.content)])
     canaries = []
     for cv in sorted(versions.values(), key=lambda v: (v.canary_id, v.version)):
         u = unsealed.get(cv.id)
@@ -437,11 +441,32 @@ def build_context(
         "canary_summary": {"total": len(canaries), "unsealed": len(unsealed),
                            "public": sum(1 for c in canaries if c["public"])},
         "timeline_points": len(timeline),
+        "redactions": {"answers": redacted, "mark": MARK},
     }
     return ReportContext(
         data=data, evidence=evidence, canaries=canaries, verdict=vrec,
         timeline_svg=timeline_svg(timeline, alpha), verdict_id=verdict.id,
         suspect_id=suspect.id, protected_id=protected.id)
+
+
+def _redact_quotes(evidence: list[dict[str, Any]], sealed_prompts: list[str]) -> int:
+    """Redacts, in place, the spans of answers that quote a sealed prompt; returns how many
+    answers were redacted. The row keeps ``record_hash`` (of the full record, so the chain
+    still verifies), is marked with ``redaction``, and loses its token log-probabilities."""
+    count = 0
+    for row in evidence:
+        text = row["record"].get("text")
+        spans = quoted_spans(text, sealed_prompts) if text else []
+        if not spans:
+            continue
+        row["record"] = {**row["record"], "text": redact(text, spans)}
+        row["redaction"] = {
+            "spans": len(spans), "mark": MARK,
+            "why": "the answer quotes a sealed canary prompt; record_hash is the hash of the "
+                   "full record, which the auditor holds and can produce on order"}
+        row.pop("logprobs", None)
+        count += 1
+    return count
 
 
 def _ep_dict(ep: Endpoint) -> dict[str, Any]:
