@@ -13,6 +13,10 @@ A bundle is a directory (and a zip of it) holding::
     report.json      the report's content, machine-readable           (--format json)
     timeline.svg     the timeline figure
     VERIFY.txt       how to check all of this without our software
+    registry.json    the registry commitment as published: root, size, time and signing
+                     key fingerprint (canonical JSON; when the commit was attested)
+    registry.pub, registry.sig   the key that signed registry.json, and its signature
+    registry.tsr     RFC 3161 timestamp of registry.json, with registry-tsa-ca.pem
     signer.pub       the Ed25519 public key that signed the bundle
     manifest.json    SHA-256 of each file above, ledger head, registry root, software
                      version and git commit, config hash, analysis parameters and seeds
@@ -33,6 +37,7 @@ from __future__ import annotations
 __all__ = ["BundleCheck", "BundleResult", "check_stated_hashes", "verify_bundle",
            "write_bundle"]
 
+import base64
 import json
 import re
 import shutil
@@ -78,6 +83,8 @@ FORMAT = "canary-auditor-bundle/2"
 FORMATS = ("html", "pdf", "json")
 SUMS, SUMS_SIG = "SHA256SUMS", "SHA256SUMS.sig"
 GAPS = "ledger-hashes.txt"
+REG, REG_PUB, REG_SIG, REG_TSR, REG_CA = ("registry.json", "registry.pub", "registry.sig",
+                                          "registry.tsr", "registry-tsa-ca.pem")
 MANIFEST, MANIFEST_SIG, TSR, TSA_CA = "manifest.json", "manifest.sig", "manifest.tsr", "tsa-ca.pem"
 RENDERINGS = ("report.html", "report.pdf")
 _SEALED_BY_SUMS = {*RENDERINGS, MANIFEST, MANIFEST_SIG, TSR, TSA_CA}
@@ -102,6 +109,20 @@ def _json_bytes(value: Any) -> bytes:
 def _sums_text(files: dict[str, bytes]) -> bytes:
     return "".join(f"{sha256_hex(data)}  {name}\n" for name, data in sorted(files.items())
                    ).encode("ascii")
+
+
+def _registry_files(att: dict[str, Any] | None) -> dict[str, bytes]:
+    """The registry commitment's published statement, signature and timestamp."""
+    if not att:
+        return {}
+    out = {REG: canonical_json(att["statement"])}
+    if att.get("signature"):
+        out[REG_PUB] = att["public_key"].encode("ascii")
+        out[REG_SIG] = bytes.fromhex(att["signature"])
+    if att.get("timestamp"):
+        out[REG_TSR] = base64.b64decode(att["timestamp"])
+        out[REG_CA] = att["tsa_ca"].encode("ascii")
+    return out
 
 
 def _left_out(session: Session, ctx: ReportContext) -> bytes:
@@ -155,10 +176,11 @@ def write_bundle(
     files["timeline.svg"] = ctx.timeline_svg.encode("utf-8")
     if "json" in formats:
         files["report.json"] = _json_bytes(ctx.data)
+    files.update(_registry_files(ctx.extra.get("registry_attestation")))
     files["signer.pub"] = public_pem(key)
     files["VERIFY.txt"] = template_environment().get_template("VERIFY.txt.j2").render(
         r=ctx.data, fingerprint=fp, name=name, timestamped=bool(tsa_url),
-        steps=verify_script(bool(tsa_url), name, fp)).encode("utf-8")
+        steps=verify_script(bool(tsa_url), name, fp, files)).encode("utf-8")
     seqs = [r["seq"] for r in ctx.evidence]
     manifest = {
         "format": FORMAT,
@@ -248,6 +270,8 @@ class BundleCheck:
     timestamp: TimestampInfo | None
     redacted: int = 0
     trusted: bool = False
+    registry_signer: str | None = None
+    registry_timestamp: TimestampInfo | None = None
 
     def summary(self) -> str:
         ts = (f"; timestamped {self.timestamp.gen_time.isoformat()} by "
@@ -257,9 +281,14 @@ class BundleCheck:
                "a key you must compare with one obtained out of band (or pass --key)")
         red = (f", {self.redacted} answers redacted (their record hashes kept)"
                if self.redacted else "")
+        reg = ((f"; registry root published under key {self.registry_signer}"
+                if self.registry_signer else "; registry root not signed") +
+               (f", timestamped {self.registry_timestamp.gen_time.isoformat()} by "
+                f"{self.registry_timestamp.tsa_subject}" if self.registry_timestamp
+                else ", its date on the auditor's clock only"))
         return (f"bundle ok: {self.files} files, {self.responses} responses{red}, "
                 f"{self.unsealed} unsealed canaries; manifest {self.manifest_sha256}; "
-                f"signed by {self.signer_fingerprint} ({key}){ts}")
+                f"signed by {self.signer_fingerprint} ({key}){ts}{reg}")
 
 
 def _fail(bundle: Path, file: str, message: str, fix: str | None = None) -> AuditorError:
@@ -434,6 +463,7 @@ def verify_bundle(
         except Exception as exc:
             raise _fail(bundle, TSR, f"timestamp unreadable: {exc}") from None
 
+    reg_key, reg_ts = _check_registry(bundle, files, manifest, fp, trusted, tsa_roots)
     unsealed = _check_canaries(bundle, files, manifest)
     responses, redacted = _check_evidence(bundle, files, manifest, unsealed)
     for name in manifest.get("renderings", []):
@@ -451,7 +481,7 @@ def verify_bundle(
                                 stated, required={manifest_sha: "manifest hash",
                                                   fp: "signing key fingerprint"})
     return BundleCheck(bundle, len(files), responses, len(unsealed), manifest_sha, fp, ts_info,
-                       redacted, bool(trusted))
+                       redacted, bool(trusted), reg_key, reg_ts)
 
 
 _HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
@@ -496,6 +526,55 @@ def check_stated_hashes(bundle: Path, name: str, text: str, known: set[str],
         if value not in text:
             raise _fail(bundle, name, f"does not state this bundle's {what} {value} (the "
                         "report belongs to another bundle or was altered)")
+
+
+def _check_registry(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any], fp: str,
+                    trusted: set[str], tsa_roots: list[x509.Certificate] | None
+                    ) -> tuple[str | None, TimestampInfo | None]:
+    """The registry commitment as published: it states the manifest's root, its signature
+    verifies under the key it names, that key is the bundle's (or both are trusted), and its
+    timestamp verifies. Returns (that key's fingerprint, the timestamp)."""
+    reg = manifest.get("registry", {})
+    if REG not in files:
+        for name, claim in ((REG, "signer_fingerprint"), (REG_TSR, "timestamped_at")):
+            if reg.get(claim):
+                raise _fail(bundle, name, f"missing, though manifest.json states the registry "
+                            f"commitment's {claim}")
+        return None, None
+    try:
+        statement = json.loads(files[REG])
+    except ValueError as exc:
+        raise _fail(bundle, REG, f"not JSON: {exc}") from None
+    if statement.get("root") != reg.get("root") or statement.get("size") != reg.get("size"):
+        raise _fail(bundle, REG, "states another registry root or size than manifest.json")
+    key_fp = statement.get("signer_fingerprint")
+    if key_fp != reg.get("signer_fingerprint"):
+        raise _fail(bundle, REG, "names another signing key than manifest.json")
+    if key_fp:
+        for name in (REG_PUB, REG_SIG):
+            if name not in files:
+                raise _fail(bundle, name, "missing, though registry.json names a signing key")
+        pub = load_public_key(files[REG_PUB], REG_PUB)
+        if fingerprint(pub) != key_fp:
+            raise _fail(bundle, REG_PUB, "is not the key registry.json names")
+        if not verify_signature(pub, files[REG_SIG], files[REG]):
+            raise _fail(bundle, REG_SIG, "does not verify over registry.json")
+        if key_fp != fp and not {key_fp, fp} <= trusted:
+            raise _fail(bundle, "signer.pub", f"the bundle is signed by key {fp}, but the "
+                        f"registry root was published under key {key_fp}: a later key",
+                        "if the auditor rotated its key, obtain both fingerprints out of band "
+                        "and pass each with --key")
+    if REG_TSR not in files:
+        if reg.get("timestamped_at"):
+            raise _fail(bundle, REG_TSR, "missing, though manifest.json states a timestamp")
+        return key_fp, None
+    try:
+        roots = list(tsa_roots or []) or load_certificates(files.get(REG_CA, b""))
+        return key_fp, verify_timestamp(files[REG_TSR], files[REG], roots)
+    except TimestampError as exc:
+        raise _fail(bundle, REG_TSR, f"timestamp does not check out: {exc}",
+                    "obtain the authority's root certificate and pass it with --tsa-ca"
+                    ) from None
 
 
 def _check_canaries(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any]

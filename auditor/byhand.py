@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["verify_script", "verify_steps"]
 
 import textwrap
+from collections.abc import Collection
 
 _ZIP = """python3 - '{name}' <<'EOF'
 import os, stat, sys, zipfile
@@ -111,11 +112,42 @@ print(f"{len(opened)} opened canary(ies) check out against the registry root")
 EOF"""
 
 
+_REGISTRY = """python3 - <<'EOF'
+import json
+statement = json.load(open("registry.json", encoding="utf-8"))
+registry = json.load(open("manifest.json", encoding="utf-8"))["registry"]
+assert statement["root"] == registry["root"], "registry.json states another root"
+assert statement["size"] == registry["size"], "registry.json states another size"
+print(f"registry root {statement['root']} of {statement['size']} canaries, committed"
+      f" {statement['committed_at']} under key {statement['signer_fingerprint']}")
+EOF"""
+
+
+def _registry_step(fingerprint: str, files: Collection[str]) -> tuple[str, str]:
+    what = ("The registry root the canaries are proved against was published before "
+            "collection, under the auditor's key (registry.pub must have the fingerprint "
+            "you obtained out of band, as in step 5)")
+    cmds = []
+    if "registry.sig" in files:
+        cmds += [f"FINGERPRINT=${{FINGERPRINT:-{fingerprint}}}",
+                 "openssl pkeyutl -verify -pubin -inkey registry.pub -rawin -in registry.json "
+                 "-sigfile registry.sig &&",
+                 "openssl pkey -pubin -in registry.pub -outform DER | sha256sum | "
+                 "grep -x \"$FINGERPRINT  -\" &&"]
+    if "registry.tsr" in files:
+        what += ", and an independent authority timestamped it (its date is not the auditor's "
+        what += "word; use the authority's own root certificate for full independence)"
+        cmds.append("openssl ts -verify -data registry.json -in registry.tsr "
+                    "-CAfile registry-tsa-ca.pem &&")
+    return what + ".", "\n".join([*cmds, _REGISTRY])
+
+
 def verify_steps(timestamped: bool, bundle: str = "BUNDLE",
-                 fingerprint: str = "FINGERPRINT_FROM_THE_AUDITOR"
-                 ) -> list[tuple[str, str]]:
+                 fingerprint: str = "FINGERPRINT_FROM_THE_AUDITOR",
+                 files: Collection[str] = ()) -> list[tuple[str, str]]:
     """(what it proves, shell command) pairs, run inside the unpacked bundle folder; the
-    last pair is the same check with the auditor installed."""
+    last pair is the same check with the auditor installed. ``files``: the bundle's files
+    (steps for the registry's published commitment appear when it holds one)."""
     steps = [
         ("The zip holds exactly the files listed in SHA256SUMS, each once, in one folder, "
          "and no links (run this in the folder unpacked next to the zip).",
@@ -147,6 +179,8 @@ def verify_steps(timestamped: bool, bundle: str = "BUNDLE",
         "record hashes of the entries the report leaves out (ledger-hashes.txt): no entry "
         "was removed, altered or reordered. A redacted answer (one that quoted a sealed "
         "prompt) is linked by its record hash only.", _CHAIN))
+    if "registry.json" in files:
+        steps.append(_registry_step(fingerprint, files))
     steps.append((
         "Each opened canary's salt and content give its commitment, and its Merkle proof "
         "(RFC 6962 hashing) leads from that commitment to the registry root in the "
@@ -157,9 +191,10 @@ def verify_steps(timestamped: bool, bundle: str = "BUNDLE",
     return steps
 
 
-def verify_script(timestamped: bool, bundle: str, fingerprint: str) -> str:
+def verify_script(timestamped: bool, bundle: str, fingerprint: str,
+                  files: Collection[str] = ()) -> str:
     """The steps as VERIFY.txt prints them: a ``# Step N`` comment, then the command."""
-    *steps, (last_what, last_cmd) = verify_steps(timestamped, bundle, fingerprint)
+    *steps, (last_what, last_cmd) = verify_steps(timestamped, bundle, fingerprint, files)
     blocks = []
     for n, (what, cmd) in enumerate(steps, start=1):
         comment = textwrap.fill(f"Step {n}. {what}", 86, initial_indent="# ",

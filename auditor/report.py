@@ -432,6 +432,7 @@ def build_context(
             "size": len(rc.leaves) if rc else 0, "covers_all": covering,
             "before_collection": bool(rc is not None and first_dt is not None
                                       and rc.created_at <= first_dt),
+            **_attested(rc),
         },
         "ledger_head": {"seq": head.seq if head else 0, "chain": head.chain if head else None},
         "software": dict(software()),
@@ -446,7 +447,16 @@ def build_context(
     return ReportContext(
         data=data, evidence=evidence, canaries=canaries, verdict=vrec,
         timeline_svg=timeline_svg(timeline, alpha), verdict_id=verdict.id,
-        suspect_id=suspect.id, protected_id=protected.id)
+        suspect_id=suspect.id, protected_id=protected.id,
+        extra={"registry_attestation": rc.attestation if rc is not None else None})
+
+
+def _attested(rc: RegistryCommit | None) -> dict[str, Any]:
+    """What the registry commit's published statement adds: the key it was signed with and
+    the trusted time of its RFC 3161 timestamp (None when absent)."""
+    att = (rc.attestation if rc is not None else None) or {}
+    return {"signer_fingerprint": att.get("statement", {}).get("signer_fingerprint"),
+            "timestamped_at": att.get("timestamped_at"), "tsa_subject": att.get("tsa_subject")}
 
 
 def _redact_quotes(evidence: list[dict[str, Any]], sealed_prompts: list[str]) -> int:

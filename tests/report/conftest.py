@@ -136,16 +136,17 @@ def local_tsa() -> Iterator[LocalTSA]:
 def gapped(tmp_path_factory: pytest.TempPathFactory, local_tsa) -> Iterator[
         tuple[World, BundleResult]]:
     """A timestamped bundle (html, pdf, json) whose newest verdict uses 6 of 8 canaries,
-    so the ledger holds responses between the included ones."""
+    so the ledger holds responses between the included ones; its registry commit is signed
+    and timestamped."""
     from datetime import timedelta
 
     tmp = tmp_path_factory.mktemp("gapped")
-    world = build_world(tmp, n_canaries=8, tsa_url=local_tsa.url)
+    roots = load_certificates(local_tsa.ca_pem.read_bytes())
+    world = build_world(tmp, n_canaries=8, tsa_url=local_tsa.url, tsa_roots=roots)
     add_verdict(world.store, 6, START + timedelta(days=5))
     key = load_private_key(world.settings.signing.key_path)
     with world.store.session() as s:
         result = write_bundle(s, world.settings, ReportRequest("sus", unseal=("ft-canary-0001",)),
-                              key, out_dir=tmp / "out", tsa_url=local_tsa.url,
-                              tsa_roots=load_certificates(local_tsa.ca_pem.read_bytes()))
+                              key, out_dir=tmp / "out", tsa_url=local_tsa.url, tsa_roots=roots)
     yield world, result
     world.store.close()

@@ -24,6 +24,9 @@ from auditor.store.models import Response
 from tests.report.world import START, add_verdict, build_world, make_canaries
 
 REPO = Path(__file__).resolve().parents[2]
+RENDERINGS = ("report.html", "report.pdf")
+REGISTRY = ("registry.json", "registry.pub", "registry.sig", "registry.tsr",
+            "registry-tsa-ca.pem")
 
 
 def _zip_with(result: BundleResult, dest: Path, first: list[tuple[str, bytes]]) -> Path:
@@ -145,7 +148,7 @@ def test_a_deleted_ledger_row_between_included_ones_is_noticed(tmp_path: Path) -
 def forge_with_new_key(bundle: Path, drop: tuple[str, ...] = ()) -> Ed25519PrivateKey:
     """Changes the last evidence answer, recomputes its record hash and the chain to the
     ledger head, and re-signs everything with a new key, as a forger would; ``drop``:
-    renderings the forger leaves out."""
+    files the forger leaves out (renderings, the registry's published commitment)."""
     new = Ed25519PrivateKey.generate()
     lines = (bundle / "evidence.jsonl").read_bytes().splitlines()
     row = json.loads(lines[-1])
@@ -170,7 +173,10 @@ def forge_with_new_key(bundle: Path, drop: tuple[str, ...] = ()) -> Ed25519Priva
         (bundle / name).unlink(missing_ok=True)
     for name in drop:
         (bundle / name).unlink()
+        manifest["files"].pop(name, None)
     manifest["renderings"] = [r for r in manifest["renderings"] if r not in drop]
+    if "registry.json" in drop:
+        manifest["registry"].update(signer_fingerprint=None, timestamped_at=None)
     for name in list(manifest["files"]):
         if (bundle / name).exists():
             data = (bundle / name).read_bytes()
@@ -189,7 +195,8 @@ def test_a_resigned_forgery_fails_on_the_hashes_its_pdf_states(gapped, tmp_path:
     _, result = gapped
     bundle = tmp_path / "forged"
     shutil.copytree(result.path, bundle)
-    forge_with_new_key(bundle, drop=("report.html",))  # the HTML names the manifest's hash
+    # the HTML names the manifest's hash, the registry statement the genuine key
+    forge_with_new_key(bundle, drop=("report.html", *REGISTRY))
     with pytest.raises(AuditorError, match=r"report.pdf: .*(fingerprint|manifest|hash)"):
         verify_bundle(bundle)
 
@@ -206,22 +213,33 @@ def test_a_pdf_stating_a_different_hash_fails(gapped, tmp_path: Path) -> None:
                             {result.manifest_sha256})
 
 
+def test_a_resigned_forgery_shows_a_key_later_than_the_registrys(gapped,
+                                                                  tmp_path: Path) -> None:
+    _, result = gapped
+    bundle = tmp_path / "forged"
+    shutil.copytree(result.path, bundle)
+    forge_with_new_key(bundle, drop=RENDERINGS)
+    with pytest.raises(AuditorError, match=r"signer.pub: .*registry root was published under "
+                       "key " + result.signer_fingerprint):
+        verify_bundle(bundle)
+
+
 def test_verify_with_the_trusted_key_rejects_a_new_key(gapped, tmp_path: Path) -> None:
     _, result = gapped
     bundle = tmp_path / "forged"
     shutil.copytree(result.path, bundle)
-    forge_with_new_key(bundle, drop=("report.html", "report.pdf"))
+    forge_with_new_key(bundle, drop=RENDERINGS + REGISTRY)
     verify_bundle(bundle)  # consistent in itself: only the key tells
     with pytest.raises(AuditorError, match=r"signer.pub: .*not a trusted key"):
         verify_bundle(bundle, trusted_keys={result.signer_fingerprint})
-    assert verify_bundle(result.path, trusted_keys={result.signer_fingerprint})
+    assert verify_bundle(result.path, trusted_keys={result.signer_fingerprint}).trusted
 
 
 def test_cli_verify_key_and_trusted_keys_file(gapped, tmp_path: Path) -> None:
     _, result = gapped
     bundle = tmp_path / "forged"
     shutil.copytree(result.path, bundle)
-    forge_with_new_key(bundle, drop=("report.html", "report.pdf"))
+    forge_with_new_key(bundle, drop=RENDERINGS + REGISTRY)
     keys = tmp_path / "trusted-keys.txt"
     keys.write_text(f"# the auditor's key, read over the phone\n{result.signer_fingerprint}\n")
 
@@ -242,3 +260,72 @@ def test_verify_txt_asks_for_the_fingerprint_out_of_band(gapped) -> None:
     _, result = gapped
     text = " ".join((result.path / "VERIFY.txt").read_text().split())
     assert "out of band" in text and result.signer_fingerprint in text
+
+
+# ---------------------------------------------------------------- 6. the registry's date
+
+
+def test_the_registry_commitment_is_signed_and_timestamped_in_the_bundle(gapped,
+                                                                         local_tsa) -> None:
+    world, result = gapped
+    statement = json.loads((result.path / "registry.json").read_text())
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert statement["root"] == manifest["registry"]["root"]
+    assert statement["signer_fingerprint"] == result.signer_fingerprint
+    check = verify_bundle(result.path)
+    assert check.registry_signer == result.signer_fingerprint
+    assert check.registry_timestamp is not None
+    assert check.registry_timestamp.gen_time.isoformat() == manifest["registry"][
+        "timestamped_at"]
+    done = subprocess.run(["openssl", "ts", "-verify", "-data", "registry.json", "-in",
+                           "registry.tsr", "-CAfile", str(local_tsa.ca_pem)],
+                          cwd=result.path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_registry_timestamp_from_another_authority_fails(gapped, local_tsa) -> None:
+    from auditor.timestamp import load_certificates
+
+    _, result = gapped
+    other = load_certificates(local_tsa.other_ca_pem.read_bytes())
+    with pytest.raises(AuditorError, match="(manifest|registry).tsr"):
+        verify_bundle(result.path, tsa_roots=other)
+
+
+def test_an_altered_registry_statement_fails(gapped, tmp_path: Path) -> None:
+    world, result = gapped
+    bundle = tmp_path / "copy"
+    shutil.copytree(result.path, bundle)
+    statement = json.loads((bundle / "registry.json").read_text())
+    statement["committed_at"] = "2020-01-01T00:00:00+00:00"
+    (bundle / "registry.json").write_bytes(canonical_json(statement))
+    for name in ("manifest.tsr", "tsa-ca.pem"):  # the manifest changes: its timestamp goes
+        (bundle / name).unlink()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["timestamp_authority"] = None
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    from tests.report.test_verify_by_hand import _resign_same_key
+
+    _resign_same_key(bundle, world.settings.signing.key_path)
+    with pytest.raises(AuditorError, match="registry.sig: does not verify"):
+        verify_bundle(bundle)
+
+
+def test_canaries_commit_publishes_the_key_and_a_timestamp(tmp_path: Path, local_tsa) -> None:
+    from tests.report.test_report_cli import _auditor
+
+    world = build_world(tmp_path, n_canaries=2)
+    world.store.close()
+    (tmp_path / "canaries").mkdir()
+    (tmp_path / "canaries" / "c.yaml").write_text(
+        "id: new-canary\nkind: free_text\nprompt: a brand new prompt\n")
+    config = tmp_path / "auditor.toml"
+    config.write_text(f'database_url = "{world.settings.database_url}"\n'
+                      f'canaries_dir = "{tmp_path / "canaries"}"\n'
+                      f'[signing]\nkey_path = "{world.settings.signing.key_path}"\n'
+                      f'[timestamp]\nurl = "{local_tsa.url}"\nca_file = "{local_tsa.ca_pem}"\n')
+    done = _auditor(config, "canaries", "commit")
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    fp = fingerprint(load_private_key(world.settings.signing.key_path))
+    assert f"signed by key fingerprint {fp}" in out and "timestamped" in out
