@@ -124,9 +124,9 @@ EOF"""
 
 
 def _registry_step(fingerprint: str, files: Collection[str]) -> tuple[str, str]:
-    what = ("The registry root the canaries are proved against was published before "
-            "collection, under the auditor's key (registry.pub must have the fingerprint "
-            "you obtained out of band, as in step 5)")
+    what = ("The registry root the canaries are proved against was published under the "
+            "auditor's key: registry.pub must have the fingerprint you obtained out of band, "
+            "as in step 5 (if the auditor has since changed keys, the one it had then)")
     cmds = []
     if "registry.sig" in files:
         cmds += [f"FINGERPRINT=${{FINGERPRINT:-{fingerprint}}}",
@@ -187,7 +187,7 @@ def verify_steps(timestamped: bool, bundle: str = "BUNDLE",
         "manifest.", _MERKLE))
     steps.append(("Or all of the above, plus every hash the report states, with the "
                   "auditor (exits non-zero and names the first file that fails).",
-                  f"auditor verify {bundle}.zip --key {fingerprint}"))
+                  f"auditor verify ../{bundle}.zip --key {fingerprint}"))
     return steps
 
 
@@ -198,7 +198,8 @@ def verify_script(timestamped: bool, bundle: str, fingerprint: str,
     blocks = []
     for n, (what, cmd) in enumerate(steps, start=1):
         comment = textwrap.fill(f"Step {n}. {what}", 86, initial_indent="# ",
-                                subsequent_indent="# ")
+                                subsequent_indent="# ", break_on_hyphens=False,
+                                break_long_words=False)
         blocks.append(f"{comment}\n{cmd}\n")
     blocks.append(textwrap.fill(last_what, 88) + f"\n\n{last_cmd}\n")
     return "\n".join(blocks)

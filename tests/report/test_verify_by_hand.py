@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from auditor.bundle import BundleResult
 from auditor.canonical import sha256_hex
 from auditor.signing import load_private_key, sign
 from tests.report.test_bundle_forgeries import forge_with_new_key
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     not all(Path(f"/usr/bin/{t}").exists() for t in ("sha256sum", "openssl", "python3")),
@@ -170,3 +173,20 @@ def test_the_step_for_each_forgery_fails(gapped, tmp_path: Path, forgery: str) -
     ran = run_steps(bundle, {"FINGERPRINT": result.signer_fingerprint})
     caught = [rc for block, rc, _ in ran if catcher in block]
     assert caught and all(rc != 0 for rc in caught), ran
+    # and the README's command, on what was forged
+    target = bundle.with_suffix(".zip") if "zip" in forgery else bundle
+    done = subprocess.run([sys.executable, "-m", "auditor", "verify", str(target),
+                           "--key", result.signer_fingerprint],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stdout
+
+
+def test_the_readme_command_passes_on_a_good_bundle(gapped, tmp_path: Path) -> None:
+    _, result = gapped
+    bundle = _copy(result, tmp_path)
+    for target in (bundle, bundle.with_suffix(".zip")):
+        done = subprocess.run([sys.executable, "-m", "auditor", "verify", str(target),
+                               "--key", result.signer_fingerprint],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "bundle ok" in done.stdout and "a trusted key" in " ".join(done.stdout.split())
