@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from auditor.bundle import BundleResult
-from auditor.canonical import sha256_hex
-from auditor.signing import load_private_key, sign
-from tests.report.test_bundle_forgeries import forge_with_new_key
+from auditor.signing import load_private_key
+from tests.report.test_bundle_forgeries import forge_with_new_key, reseal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,18 +60,7 @@ def _rezip(bundle: Path) -> None:
 
 
 def _resign_same_key(bundle: Path, key_path: str) -> None:
-    key = load_private_key(key_path)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for name in list(manifest["files"]):
-        data = (bundle / name).read_bytes()
-        manifest["files"][name] = {"sha256": sha256_hex(data), "bytes": len(data)}
-    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (bundle / "manifest.sig").write_bytes(sign(key, (bundle / "manifest.json").read_bytes()))
-    names = sorted(p.name for p in bundle.iterdir()
-                   if p.name not in ("SHA256SUMS", "SHA256SUMS.sig"))
-    sums = "".join(f"{sha256_hex((bundle / n).read_bytes())}  {n}\n" for n in names).encode()
-    (bundle / "SHA256SUMS").write_bytes(sums)
-    (bundle / "SHA256SUMS.sig").write_bytes(sign(key, sums))
+    reseal(bundle, load_private_key(key_path))
 
 
 def test_every_step_passes_on_a_good_bundle(gapped, tmp_path: Path) -> None:
