@@ -4,12 +4,19 @@ A bundle is a directory (and a zip of it) holding::
 
     evidence.jsonl   every response the verdict used: canonical ledger record, its hash,
                      chain links, attempt and cycle metadata (one canonical JSON per line)
+    ledger-hashes.txt  ``SEQ RECORD_HASH`` of every ledger entry from the first response
+                     used to the ledger head that evidence.jsonl leaves out (hashes only),
+                     so the chain can be recomputed across the gaps up to the head
     verdict.json     the stored verdict, as analysis wrote it
     canaries.json    the canaries used: id, version, salted commitment; unsealed ones with
                      canonical content, salt and Merkle inclusion proof
     report.json      the report's content, machine-readable           (--format json)
     timeline.svg     the timeline figure
     VERIFY.txt       how to check all of this without our software
+    registry.json    the registry commitment as published: root, size, time and signing
+                     key fingerprint (canonical JSON; when the commit was attested)
+    registry.pub, registry.sig   the key that signed registry.json, and its signature
+    registry.tsr     RFC 3161 timestamp of registry.json, with registry-tsa-ca.pem
     signer.pub       the Ed25519 public key that signed the bundle
     manifest.json    SHA-256 of each file above, ledger head, registry root, software
                      version and git commit, config hash, analysis parameters and seeds
@@ -27,12 +34,15 @@ signature and the timestamp are sealed by SHA256SUMS, which is signed with the s
 
 from __future__ import annotations
 
-__all__ = ["BundleCheck", "BundleResult", "verify_bundle", "write_bundle"]
+__all__ = ["BundleCheck", "BundleResult", "check_stated_hashes", "verify_bundle",
+           "write_bundle"]
 
+import base64
 import json
 import re
 import shutil
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +51,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auditor.byhand import verify_script
 from auditor.canonical import canonical_json, sha256_hex
 from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
@@ -57,7 +69,7 @@ from auditor.report import (
 )
 from auditor.signing import fingerprint, load_public_key, public_pem, sign, verify_signature
 from auditor.store.ledger import chain_hash
-from auditor.store.models import Report
+from auditor.store.models import Report, Response
 from auditor.timestamp import (
     TimestampError,
     TimestampInfo,
@@ -67,9 +79,12 @@ from auditor.timestamp import (
     verify_timestamp,
 )
 
-FORMAT = "canary-auditor-bundle/1"
+FORMAT = "canary-auditor-bundle/2"
 FORMATS = ("html", "pdf", "json")
 SUMS, SUMS_SIG = "SHA256SUMS", "SHA256SUMS.sig"
+GAPS = "ledger-hashes.txt"
+REG, REG_PUB, REG_SIG, REG_TSR, REG_CA = ("registry.json", "registry.pub", "registry.sig",
+                                          "registry.tsr", "registry-tsa-ca.pem")
 MANIFEST, MANIFEST_SIG, TSR, TSA_CA = "manifest.json", "manifest.sig", "manifest.tsr", "tsa-ca.pem"
 RENDERINGS = ("report.html", "report.pdf")
 _SEALED_BY_SUMS = {*RENDERINGS, MANIFEST, MANIFEST_SIG, TSR, TSA_CA}
@@ -94,6 +109,34 @@ def _json_bytes(value: Any) -> bytes:
 def _sums_text(files: dict[str, bytes]) -> bytes:
     return "".join(f"{sha256_hex(data)}  {name}\n" for name, data in sorted(files.items())
                    ).encode("ascii")
+
+
+def _registry_files(att: dict[str, Any] | None) -> dict[str, bytes]:
+    """The registry commitment's published statement, signature and timestamp."""
+    if not att:
+        return {}
+    out = {REG: canonical_json(att["statement"])}
+    if att.get("signature"):
+        out[REG_PUB] = att["public_key"].encode("ascii")
+        out[REG_SIG] = bytes.fromhex(att["signature"])
+    if att.get("timestamp"):
+        out[REG_TSR] = base64.b64decode(att["timestamp"])
+        out[REG_CA] = att["tsa_ca"].encode("ascii")
+    return out
+
+
+def _left_out(session: Session, ctx: ReportContext) -> bytes:
+    """``SEQ RECORD_HASH`` lines of the ledger entries between the first response used and
+    the ledger head that the evidence leaves out: with them, the chain recomputes from the
+    first included entry to the head, so a removed entry shows."""
+    included = {r["seq"] for r in ctx.evidence}
+    head = ctx.data["ledger_head"]["seq"]
+    if not included:
+        return b""
+    rows = session.execute(select(Response.seq, Response.record_hash)
+                           .where(Response.seq > min(included), Response.seq <= head)
+                           .order_by(Response.seq)).tuples()
+    return "".join(f"{seq} {h}\n" for seq, h in rows if seq not in included).encode("ascii")
 
 
 def write_bundle(
@@ -126,15 +169,18 @@ def write_bundle(
     fp = fingerprint(key)
     files: dict[str, bytes] = {}
     files["evidence.jsonl"] = b"".join(canonical_json(r) + b"\n" for r in ctx.evidence)
+    files[GAPS] = _left_out(session, ctx)
     files["verdict.json"] = _json_bytes(ctx.verdict)
     files["canaries.json"] = _json_bytes({
         "registry_root": ctx.data["registry"]["root"], "canaries": ctx.canaries})
     files["timeline.svg"] = ctx.timeline_svg.encode("utf-8")
     if "json" in formats:
         files["report.json"] = _json_bytes(ctx.data)
+    files.update(_registry_files(ctx.extra.get("registry_attestation")))
     files["signer.pub"] = public_pem(key)
     files["VERIFY.txt"] = template_environment().get_template("VERIFY.txt.j2").render(
-        r=ctx.data, timestamped=bool(tsa_url), fingerprint=fp).encode("utf-8")
+        r=ctx.data, fingerprint=fp, name=name, timestamped=bool(tsa_url),
+        steps=verify_script(bool(tsa_url), name, fp, files)).encode("utf-8")
     seqs = [r["seq"] for r in ctx.evidence]
     manifest = {
         "format": FORMAT,
@@ -146,7 +192,8 @@ def write_bundle(
         "selection": {**ctx.data["request"], "window": ctx.data["window"]},
         "evidence": {"responses": len(ctx.evidence), "first_seq": min(seqs, default=None),
                      "last_seq": max(seqs, default=None),
-                     "canaries": ctx.data["n_canaries_evidence"]},
+                     "canaries": ctx.data["n_canaries_evidence"],
+                     "redacted": ctx.data["redactions"]["answers"]},
         "ledger_head": ctx.data["ledger_head"],
         "registry": ctx.data["registry"],
         "software": ctx.data["software"],
@@ -221,14 +268,27 @@ class BundleCheck:
     manifest_sha256: str
     signer_fingerprint: str
     timestamp: TimestampInfo | None
+    redacted: int = 0
+    trusted: bool = False
+    registry_signer: str | None = None
+    registry_timestamp: TimestampInfo | None = None
 
     def summary(self) -> str:
         ts = (f"; timestamped {self.timestamp.gen_time.isoformat()} by "
               f"{self.timestamp.tsa_subject} (root {self.timestamp.root_fingerprint[:16]}…)"
               if self.timestamp else "; no timestamp")
-        return (f"bundle ok: {self.files} files, {self.responses} responses, "
+        key = ("a trusted key" if self.trusted else
+               "a key you must compare with one obtained out of band (or pass --key)")
+        red = (f", {self.redacted} answers redacted (their record hashes kept)"
+               if self.redacted else "")
+        reg = ((f"; registry root published under key {self.registry_signer}"
+                if self.registry_signer else "; registry root not signed") +
+               (f", timestamped {self.registry_timestamp.gen_time.isoformat()} by "
+                f"{self.registry_timestamp.tsa_subject}" if self.registry_timestamp
+                else ", its date on the auditor's clock only"))
+        return (f"bundle ok: {self.files} files, {self.responses} responses{red}, "
                 f"{self.unsealed} unsealed canaries; manifest {self.manifest_sha256}; "
-                f"signed by {self.signer_fingerprint}{ts}")
+                f"signed by {self.signer_fingerprint} ({key}){ts}{reg}")
 
 
 def _fail(bundle: Path, file: str, message: str, fix: str | None = None) -> AuditorError:
@@ -240,6 +300,9 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
     if path.is_dir():
         files: dict[str, bytes] = {}
         for p in sorted(path.iterdir()):
+            if p.is_symlink():
+                raise _fail(path, p.name, "is a link (bundles hold plain files only)",
+                            "remove it")
             if not p.is_file():
                 raise _fail(path, p.name, "unexpected entry (bundles hold files only)",
                             "remove it")
@@ -250,14 +313,7 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
                            [Problem("not found", str(path), fix="give a bundle dir or zip")])
     try:
         with zipfile.ZipFile(path) as zf:
-            names = [i for i in zf.infolist() if not i.is_dir()]
-            out: dict[str, bytes] = {}
-            for info in names:
-                parts = Path(info.filename).parts
-                if info.filename.startswith("/") or ".." in parts or len(parts) > 2:
-                    raise _fail(path, info.filename, "unsafe or nested path in the zip")
-                out[parts[-1]] = zf.read(info)
-            return out
+            return _zip_members(path, zf)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
         raise AuditorError(f"bundle {path} is neither a directory nor a readable zip: {exc}",
                            [Problem("unreadable", str(path))]) from None
@@ -266,6 +322,40 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
             raise
         raise AuditorError(f"bundle {path}: zip is damaged: {exc}",
                            [Problem("damaged zip", str(path))]) from None
+
+
+def _zip_members(path: Path, zf: zipfile.ZipFile) -> dict[str, bytes]:
+    """The members of a bundle zip: plain files, each once, all in one folder.
+
+    Anything else (a name twice, a file outside the folder or in a second one, an
+    absolute or ``..`` path, a link, a nested folder) is refused, since an unzip tool
+    would extract it beside or instead of the signed files.
+    """
+    out: dict[str, bytes] = {}
+    infos = zf.infolist()
+    folder = next((i.filename.split("/")[0] for i in infos
+                   if i.filename.endswith("/" + SUMS)), None)
+    for info in infos:
+        name = info.filename
+        parts = name.rstrip("/").split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or "" in parts[:-1]:
+            raise _fail(path, name, "unsafe path in the zip (absolute, `..` or backslash)")
+        folder = folder or parts[0]
+        if info.is_dir():
+            if parts != [folder]:
+                raise _fail(path, name, "a folder the bundle does not have")
+            continue
+        if len(parts) != 2 or parts[0] != folder:
+            where = "outside the bundle's folder" if len(parts) == 1 else (
+                f"in a folder other than {folder}/" if parts[0] != folder else "nested")
+            raise _fail(path, name, f"is {where} in the zip (a bundle zip holds one folder)")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise _fail(path, parts[1], "is a link in the zip (bundles hold plain files only)")
+        if parts[1] in out:
+            raise _fail(path, parts[1], "appears more than once in the zip (an unzip tool "
+                        "would extract one of them unchecked)")
+        out[parts[1]] = zf.read(info)
+    return out
 
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._-]+)$")
@@ -286,13 +376,16 @@ def _parse_sums(data: bytes) -> dict[str, str] | None:
 
 
 def verify_bundle(
-    path: str | Path, tsa_roots: list[x509.Certificate] | None = None
+    path: str | Path, tsa_roots: list[x509.Certificate] | None = None,
+    trusted_keys: Collection[str] | None = None,
 ) -> BundleCheck:
-    """Checks every hash, both signatures, the timestamp and each unsealed canary's proof.
+    """Checks every hash, both signatures, the timestamp, each unsealed canary's proof, the
+    chain across the entries left out, and every hash the renderings state.
 
     Raises AuditorError naming the first file that fails; returns a summary otherwise.
     ``tsa_roots``: the timestamp authority's root certificates, obtained independently;
-    without them the bundle's own ``tsa-ca.pem`` is used.
+    without them the bundle's own ``tsa-ca.pem`` is used. ``trusted_keys``: fingerprints
+    of the auditor's signing keys, obtained out of band; the bundle's key must be one.
     """
     bundle = Path(path)
     files = _read_bundle(bundle)
@@ -336,6 +429,11 @@ def verify_bundle(
     fp = fingerprint(pub)
     if manifest.get("signer", {}).get("fingerprint") != fp:
         raise _fail(bundle, "signer.pub", "its fingerprint differs from the one in manifest.json")
+    trusted = {k.strip().lower() for k in trusted_keys or ()}
+    if trusted and fp not in trusted:
+        raise _fail(bundle, "signer.pub", f"the bundle is signed by key {fp}, which is not a "
+                    "trusted key (the bundle may have been re-signed by someone else)",
+                    "compare with the fingerprint the auditor gave you out of band")
     listed: dict[str, Any] = manifest.get("files", {})
     for name, entry in listed.items():
         if name not in files:
@@ -365,8 +463,9 @@ def verify_bundle(
         except Exception as exc:
             raise _fail(bundle, TSR, f"timestamp unreadable: {exc}") from None
 
+    reg_key, reg_ts = _check_registry(bundle, files, manifest, fp, trusted, tsa_roots)
     unsealed = _check_canaries(bundle, files, manifest)
-    responses = _check_evidence(bundle, files, manifest, unsealed)
+    responses, redacted = _check_evidence(bundle, files, manifest, unsealed)
     for name in manifest.get("renderings", []):
         if name not in files:
             raise _fail(bundle, name, "missing, though manifest.json lists it as a rendering")
@@ -375,7 +474,107 @@ def verify_bundle(
                       files["report.html"])
         if not m or m.group(1).decode() != manifest_sha:
             raise _fail(bundle, "report.html", "does not name this bundle's manifest hash")
-    return BundleCheck(bundle, len(files), responses, len(unsealed), manifest_sha, fp, ts_info)
+    stated = _bundle_hashes(files, manifest_sha, fp, ts_info)
+    for name in RENDERINGS:
+        if name in files:
+            check_stated_hashes(bundle, name, _rendering_text(bundle, name, files[name]),
+                                stated, required={manifest_sha: "manifest hash",
+                                                  fp: "signing key fingerprint"})
+    return BundleCheck(bundle, len(files), responses, len(unsealed), manifest_sha, fp, ts_info,
+                       redacted, bool(trusted), reg_key, reg_ts)
+
+
+_HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+
+
+def _bundle_hashes(files: dict[str, bytes], manifest_sha: str, fp: str,
+                   ts_info: TimestampInfo | None) -> set[str]:
+    """Every 64-hex value the checked files hold, this manifest's hash, the key's
+    fingerprint and the timestamp root's: what a rendering may state."""
+    found = {manifest_sha, fp}
+    if ts_info is not None:
+        found.add(ts_info.root_fingerprint)
+    for name, data in files.items():
+        if name not in RENDERINGS:
+            found.update(m.lower() for m in _HEX64.findall(data.decode("utf-8", "replace")))
+    return found
+
+
+def _rendering_text(bundle: Path, name: str, data: bytes) -> str:
+    """The text a reader sees: the PDF's text layer, or the HTML as written."""
+    if name != "report.pdf":
+        return data.decode("utf-8", "replace")
+    import io
+
+    from pypdf import PdfReader
+
+    try:
+        return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+    except Exception as exc:  # pypdf raises many types on damaged files
+        raise _fail(bundle, name, f"its text cannot be read ({exc})") from None
+
+
+def check_stated_hashes(bundle: Path, name: str, text: str, known: set[str],
+                        required: dict[str, str] | None = None) -> None:
+    """Every 64-hex value ``text`` states must be one the verified bundle holds, and each
+    ``required`` value (hash -> what it is) must be stated, intact."""
+    for value in _HEX64.findall(text):
+        if value.lower() not in known:
+            raise _fail(bundle, name, f"states the hash {value}, which is none of this "
+                        "bundle's (the report belongs to another bundle or was altered)")
+    for value, what in (required or {}).items():
+        if value not in text:
+            raise _fail(bundle, name, f"does not state this bundle's {what} {value} (the "
+                        "report belongs to another bundle or was altered)")
+
+
+def _check_registry(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any], fp: str,
+                    trusted: set[str], tsa_roots: list[x509.Certificate] | None
+                    ) -> tuple[str | None, TimestampInfo | None]:
+    """The registry commitment as published: it states the manifest's root, its signature
+    verifies under the key it names, that key is the bundle's (or both are trusted), and its
+    timestamp verifies. Returns (that key's fingerprint, the timestamp)."""
+    reg = manifest.get("registry", {})
+    if REG not in files:
+        for name, claim in ((REG, "signer_fingerprint"), (REG_TSR, "timestamped_at")):
+            if reg.get(claim):
+                raise _fail(bundle, name, f"missing, though manifest.json states the registry "
+                            f"commitment's {claim}")
+        return None, None
+    try:
+        statement = json.loads(files[REG])
+    except ValueError as exc:
+        raise _fail(bundle, REG, f"not JSON: {exc}") from None
+    if statement.get("root") != reg.get("root") or statement.get("size") != reg.get("size"):
+        raise _fail(bundle, REG, "states another registry root or size than manifest.json")
+    key_fp = statement.get("signer_fingerprint")
+    if key_fp != reg.get("signer_fingerprint"):
+        raise _fail(bundle, REG, "names another signing key than manifest.json")
+    if key_fp:
+        for name in (REG_PUB, REG_SIG):
+            if name not in files:
+                raise _fail(bundle, name, "missing, though registry.json names a signing key")
+        pub = load_public_key(files[REG_PUB], REG_PUB)
+        if fingerprint(pub) != key_fp:
+            raise _fail(bundle, REG_PUB, "is not the key registry.json names")
+        if not verify_signature(pub, files[REG_SIG], files[REG]):
+            raise _fail(bundle, REG_SIG, "does not verify over registry.json")
+        if key_fp != fp and not {key_fp, fp} <= trusted:
+            raise _fail(bundle, "signer.pub", f"the bundle is signed by key {fp}, but the "
+                        f"registry root was published under key {key_fp}: a later key",
+                        "if the auditor rotated its key, obtain both fingerprints out of band "
+                        "and pass each with --key")
+    if REG_TSR not in files:
+        if reg.get("timestamped_at"):
+            raise _fail(bundle, REG_TSR, "missing, though manifest.json states a timestamp")
+        return key_fp, None
+    try:
+        roots = list(tsa_roots or []) or load_certificates(files.get(REG_CA, b""))
+        return key_fp, verify_timestamp(files[REG_TSR], files[REG], roots)
+    except TimestampError as exc:
+        raise _fail(bundle, REG_TSR, f"timestamp does not check out: {exc}",
+                    "obtain the authority's root certificate and pass it with --tsa-ca"
+                    ) from None
 
 
 def _check_canaries(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any]
@@ -409,38 +608,89 @@ def _check_canaries(bundle: Path, files: dict[str, bytes], manifest: dict[str, A
 
 
 def _check_evidence(bundle: Path, files: dict[str, bytes], manifest: dict[str, Any],
-                    unsealed: dict[tuple[str, int], str]) -> int:
-    """Recomputes every record hash and chain link the evidence file states."""
+                    unsealed: dict[tuple[str, int], str]) -> tuple[int, int]:
+    """Recomputes every record hash the evidence states, and the chain from the first
+    response through the hashes of the entries left out (``ledger-hashes.txt``) to the
+    ledger head the manifest names. Returns (responses, redacted answers)."""
     if "evidence.jsonl" not in files:
         raise _fail(bundle, "evidence.jsonl", "missing")
-    count, last_seq = 0, 0
+    chain: dict[int, tuple[str, str | None, str | None]] = {}  # seq -> record hash, prev, link
+    count, redacted, last_seq = 0, 0, 0
     for number, line in enumerate(files["evidence.jsonl"].splitlines(), start=1):
         try:
             row = json.loads(line)
             record, seq = row["record"], int(row["seq"])
-            record_hash, prev, chain = row["record_hash"], row["prev_chain"], row["chain"]
+            record_hash, prev, link = row["record_hash"], row["prev_chain"], row["chain"]
         except (ValueError, KeyError, TypeError) as exc:
             raise _fail(bundle, "evidence.jsonl", f"line {number} is malformed ({exc})") from None
         where = f"line {number} (ledger position {seq})"
         if seq <= last_seq:
             raise _fail(bundle, "evidence.jsonl", f"{where} is out of ledger order")
-        if sha256_hex(canonical_json(record)) != record_hash:
+        if row.get("redaction"):
+            redacted += 1  # its full record is withheld; record_hash still links the chain
+        elif sha256_hex(canonical_json(record)) != record_hash:
             raise _fail(bundle, "evidence.jsonl", f"{where}: the record does not hash to its "
                         "record_hash")
-        if chain_hash(prev, record_hash) != chain:
+        if chain_hash(prev, record_hash) != link:
             raise _fail(bundle, "evidence.jsonl", f"{where}: chain != sha256(prev_chain || "
                         "record_hash)")
         key = (record.get("canary_id"), record.get("canary_version"))
         if key in unsealed and unsealed[key] != record.get("canary_commitment"):
             raise _fail(bundle, "evidence.jsonl", f"{where}: canary_commitment differs from "
                         "the unsealed canary's commitment")
+        chain[seq] = (record_hash, prev, link)
         last_seq, count = seq, count + 1
     expected = manifest.get("evidence", {}).get("responses")
     if expected is not None and expected != count:
         raise _fail(bundle, "evidence.jsonl", f"holds {count} responses, the manifest says "
                     f"{expected}")
-    head = manifest.get("ledger_head", {}).get("seq")
-    if isinstance(head, int) and last_seq > head:
+    if redacted != manifest.get("evidence", {}).get("redacted", 0):
+        raise _fail(bundle, "evidence.jsonl", f"{redacted} answers are marked redacted, the "
+                    "manifest says " + str(manifest.get("evidence", {}).get("redacted", 0)))
+    head = manifest.get("ledger_head", {})
+    if isinstance(head.get("seq"), int) and last_seq > head["seq"]:
         raise _fail(bundle, "evidence.jsonl", "cites a ledger position beyond the head")
-    return count
+    if manifest.get("format") != "canary-auditor-bundle/1":
+        _check_continuity(bundle, files, chain, head)
+    return count, redacted
 
+
+def _check_continuity(bundle: Path, files: dict[str, bytes],
+                      chain: dict[int, tuple[str, str | None, str | None]],
+                      head: dict[str, Any]) -> None:
+    """Folds the chain over every ledger position from the first response to the head."""
+    if GAPS not in files:
+        raise _fail(bundle, GAPS, "missing: without it nothing shows that no response was "
+                    "removed")
+    for number, line in enumerate(files[GAPS].decode("ascii", "replace").splitlines(), 1):
+        m = re.fullmatch(r"([0-9]+) ([0-9a-f]{64})", line)
+        if not m:
+            raise _fail(bundle, GAPS, f"line {number} is not `SEQ RECORD_HASH`")
+        seq = int(m.group(1))
+        if seq in chain:
+            raise _fail(bundle, GAPS, f"line {number}: ledger position {seq} is stated twice")
+        chain[seq] = (m.group(2), None, None)
+    if not chain:
+        return
+    first, last = min(chain), max(chain)
+    if last != head.get("seq"):
+        raise _fail(bundle, GAPS, f"ends at ledger position {last}, not at the head "
+                    f"{head.get('seq')} the manifest names")
+    link = chain[first][1]
+    for seq in range(first, last + 1):
+        if seq not in chain:
+            raise _fail(bundle, GAPS, f"ledger position {seq} is missing between the "
+                        "responses used (an entry was removed)")
+        record_hash, prev, stated = chain[seq]
+        if prev is not None and prev != link:
+            raise _fail(bundle, "evidence.jsonl", f"ledger position {seq}: prev_chain is not "
+                        "the chain recomputed across the entries before it (an entry was "
+                        f"removed or altered; see {GAPS})")
+        assert link is not None
+        link = chain_hash(link, record_hash)
+        if stated is not None and stated != link:
+            raise _fail(bundle, "evidence.jsonl", f"ledger position {seq}: chain differs from "
+                        "the recomputed one")
+    if link != head.get("chain"):
+        raise _fail(bundle, GAPS, "the chain recomputed to the head differs from the ledger "
+                    "head in manifest.json (an entry was removed or altered)")

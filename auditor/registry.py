@@ -12,6 +12,7 @@ __all__ = [
     "LoadedCanary",
     "Registry",
     "UnsealedCanary",
+    "attest_commit",
     "commit_registry",
     "live_versions",
     "load_registry",
@@ -19,6 +20,7 @@ __all__ = [
     "unseal",
 ]
 
+import base64
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,7 +39,9 @@ from auditor.canary import Canary, canonical_content, content_hash
 from auditor.canonical import canonical_json
 from auditor.errors import AuditorError, Problem
 from auditor.merkle import commitment, inclusion_proof, merkle_root, verify_inclusion
+from auditor.signing import fingerprint, public_pem, sign
 from auditor.store.models import CanaryVersion, RegistryCommit, utcnow
+from auditor.timestamp import request_timestamp
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,42 @@ def commit_registry(session: Session) -> RegistryCommit:
     session.add(rc)
     session.flush()
     return rc
+
+
+REGISTRY_FORMAT = "canary-auditor-registry/1"
+
+
+def attest_commit(
+    rc: RegistryCommit,
+    key: Ed25519PrivateKey | None,
+    tsa_url: str | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any] | None:
+    """Publishes ``rc``: a statement of its root, size, time and the signing key's
+    fingerprint (so a bundle signed later by another key shows), signed with that key and,
+    when a timestamp authority is configured, timestamped with RFC 3161 (so the root's date
+    does not rest on our clock). The statement's exact bytes are its canonical JSON. An
+    existing attestation is kept; caller commits."""
+    if rc.attestation or (key is None and not tsa_url):
+        return rc.attestation
+    statement = {"format": REGISTRY_FORMAT, "root": rc.root, "size": len(rc.leaves),
+                 "committed_at": rc.created_at.isoformat(),
+                 "signer_fingerprint": fingerprint(key) if key is not None else None}
+    data = canonical_json(statement)
+    att: dict[str, Any] = {"statement": statement}
+    if key is not None:
+        att["public_key"] = public_pem(key).decode("ascii")
+        att["signature"] = sign(key, data).hex()
+    if tsa_url:
+        tsr, info, roots = request_timestamp(tsa_url, data, tsa_roots, timeout)
+        att["timestamp"] = base64.b64encode(tsr).decode("ascii")
+        att["timestamped_at"] = info.gen_time.isoformat()
+        att["tsa_subject"] = info.tsa_subject
+        att["tsa_ca"] = b"".join(r.public_bytes(serialization.Encoding.PEM)
+                                 for r in roots).decode("ascii")
+    rc.attestation = att
+    return att
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ __all__ = [
     "select_verdict",
     "template_environment",
     "templates_dir",
-    "verify_steps",
 ]
 
 import getpass
@@ -40,9 +39,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auditor.byhand import verify_steps
 from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
 from auditor.figures import TimelinePoint, timeline_svg
+from auditor.redact import MARK, quoted_spans, redact
 from auditor.registry import UnsealedCanary, unseal
 from auditor.store.ledger import ledger_record
 from auditor.store.models import (
@@ -346,12 +347,15 @@ def _open_canaries(
                     [Problem("unsealing proves content against a committed root",
                              fix="run `auditor canaries commit`, then analyse and report again")])
             unsealed[cv.id] = unseal(session, rc, cv.id)
+    redacted = _redact_quotes(evidence, [m["content"] for cv in versions.values()
+                                         if cv.id not in unsealed
+                                         for m in _prompt_messages(cv.content)])
     canaries = []
     for cv in sorted(versions.values(), key=lambda v: (v.canary_id, v.version)):
         u = unsealed.get(cv.id)
         canaries.append({
             "canary_id": cv.canary_id, "version": cv.version, "kind": cv.kind,
-            "commitment": cv.commitment, "content_hash": cv.content_hash,
+            "commitment": cv.commitment,  # never an unsalted hash: it confirms guesses
             "public": _is_public(cv.content), "in_registry_root": bool(rc and cv.id in rc.leaves),
             "unsealed": u.as_dict() if u is not None else None,
         })
@@ -585,6 +589,7 @@ def build_context(
             "size": len(rc.leaves) if rc else 0, "covers_all": covering,
             "before_collection": bool(rc is not None and first_dt is not None
                                       and rc.created_at <= first_dt),
+            **_attested(rc),
         },
         "ledger_head": {"seq": head.seq if head else 0, "chain": head.chain if head else None},
         "software": dict(software()),
@@ -595,11 +600,41 @@ def build_context(
                            "unsealed": sum(1 for c in canaries if c["unsealed"]),
                            "public": sum(1 for c in canaries if c["public"])},
         "timeline_points": len(timeline),
+        "redactions": {"answers": redacted, "mark": MARK},
     }
     return ReportContext(
         data=data, evidence=evidence, canaries=canaries, verdict=vrec,
         timeline_svg=timeline_svg(timeline, alpha), verdict_id=verdict.id,
-        suspect_id=suspect.id, protected_id=protected.id)
+        suspect_id=suspect.id, protected_id=protected.id,
+        extra={"registry_attestation": rc.attestation if rc is not None else None})
+
+
+def _attested(rc: RegistryCommit | None) -> dict[str, Any]:
+    """What the registry commit's published statement adds: the key it was signed with and
+    the trusted time of its RFC 3161 timestamp (None when absent)."""
+    att = (rc.attestation if rc is not None else None) or {}
+    return {"signer_fingerprint": att.get("statement", {}).get("signer_fingerprint"),
+            "timestamped_at": att.get("timestamped_at"), "tsa_subject": att.get("tsa_subject")}
+
+
+def _redact_quotes(evidence: list[dict[str, Any]], sealed_prompts: list[str]) -> int:
+    """Redacts, in place, the spans of answers that quote a sealed prompt; returns how many
+    answers were redacted. The row keeps ``record_hash`` (of the full record, so the chain
+    still verifies), is marked with ``redaction``, and loses its token log-probabilities."""
+    count = 0
+    for row in evidence:
+        text = row["record"].get("text")
+        spans = quoted_spans(text, sealed_prompts) if text else []
+        if not spans:
+            continue
+        row["record"] = {**row["record"], "text": redact(text, spans)}
+        row["redaction"] = {
+            "spans": len(spans), "mark": MARK,
+            "why": "the answer quotes a sealed canary prompt; record_hash is the hash of the "
+                   "full record, which the auditor holds and can produce on order"}
+        row.pop("logprobs", None)
+        count += 1
+    return count
 
 
 def _ep_dict(ep: Endpoint) -> dict[str, Any]:
@@ -701,49 +736,6 @@ def template_environment() -> Environment:
                        date=fmt_date, chunk=chunk, hardwrap=hardwrap)
     env.globals["verify_steps"] = verify_steps
     return env
-
-
-_RECHECK = """python3 - <<'EOF'
-import hashlib, json
-for n, line in enumerate(open("evidence.jsonl", encoding="utf-8"), 1):
-    row = json.loads(line)
-    record = json.dumps(row["record"], sort_keys=True, separators=(",", ":"),
-                        ensure_ascii=False).encode("utf-8")
-    assert hashlib.sha256(record).hexdigest() == row["record_hash"], f"line {n}: record"
-    link = (row["prev_chain"] + row["record_hash"]).encode("ascii")
-    assert hashlib.sha256(link).hexdigest() == row["chain"], f"line {n}: chain"
-print("every record hash and chain link checks out")
-EOF"""
-
-
-def verify_steps(timestamped: bool) -> list[tuple[str, str]]:
-    """(what it proves, shell command) pairs, run inside the unpacked bundle directory."""
-    steps = [
-        ("Every file matches the list of hashes (prints OK per file).",
-         "sha256sum -c SHA256SUMS"),
-        ("The list of hashes and the manifest were signed by the key in signer.pub "
-         "(each prints \"Signature Verified Successfully\").",
-         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in SHA256SUMS "
-         "-sigfile SHA256SUMS.sig\n"
-         "openssl pkeyutl -verify -pubin -inkey signer.pub -rawin -in manifest.json "
-         "-sigfile manifest.sig"),
-        ("The key is the auditor's: its fingerprint equals the one printed on page 1.",
-         "openssl pkey -pubin -in signer.pub -outform DER | sha256sum"),
-        ("The manifest is the one this report names: its hash equals the one on page 1.",
-         "sha256sum manifest.json"),
-    ]
-    if timestamped:
-        steps.append((
-            "An independent authority saw the manifest at the stated time. Use the "
-            "authority's root certificate obtained from the authority itself in place of "
-            "tsa-ca.pem for full independence.",
-            "openssl ts -verify -data manifest.json -in manifest.tsr -CAfile tsa-ca.pem"))
-    steps.append(("Each response's record hashes to its record_hash, and each chain link is "
-                  "the SHA-256 of the previous link followed by the record hash.", _RECHECK))
-    steps.append(("Or all of the above, plus each unsealed canary's Merkle proof, with the "
-                  "auditor (exits non-zero and names the first file that fails).",
-                  "auditor verify BUNDLE_DIR_OR_ZIP"))
-    return steps
 
 
 def render_html(ctx: ReportContext, bundle: dict[str, Any]) -> str:

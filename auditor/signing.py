@@ -16,6 +16,7 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "public_pem",
+    "read_fingerprints",
     "sign",
     "verify_signature",
 ]
@@ -114,6 +115,24 @@ def fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     der = pub.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return sha256_hex(der)
+
+
+def read_fingerprints(lines: list[str], source: str) -> list[str]:
+    """Key fingerprints (64 hex digits) from lines; blank lines and ``#`` comments skipped.
+    AuditorError naming the source and line for anything else."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        value = line.split("#", 1)[0].strip().lower()
+        if not value:
+            continue
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise AuditorError(
+                f"{source}: line {number}: {value[:80]!r} is not a key fingerprint",
+                [Problem("a fingerprint is 64 hex digits, the SHA-256 of the DER public key",
+                         source, number,
+                         "copy it from `auditor keys init` or VERIFY.txt's step on the key")])
+        out.append(value)
+    return out
 
 
 def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:

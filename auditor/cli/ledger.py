@@ -8,7 +8,7 @@ import typer
 from sqlalchemy import select
 
 from auditor.cli._common import console, open_session, settings
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, Problem
 from auditor.importer import import_jsonl
 from auditor.store import ledger, sync_endpoints
 from auditor.store.models import Endpoint
@@ -36,13 +36,22 @@ def verify(
     check_ledger: bool = typer.Option(False, "--ledger", help="Recompute the response hash chain."),
     tsa_ca: Path = typer.Option(None, "--tsa-ca", help="The timestamp authority's root "
                                 "certificate (PEM), obtained independently of the bundle."),
+    key: list[str] = typer.Option(None, "--key", help="Fingerprint of the auditor's signing "
+                                  "key, obtained out of band; the bundle must be signed by it "
+                                  "(repeatable)."),
+    trusted_keys: Path = typer.Option(None, "--trusted-keys", help="File of trusted key "
+                                      "fingerprints, one per line (# comments)."),
 ) -> None:
     """Check the ledger (--ledger) or a report bundle; names the first thing that fails."""
     if bundle is not None:
         from auditor.bundle import verify_bundle  # the report stage
         from auditor.cli.report import tsa_roots
+        from auditor.signing import read_fingerprints
 
-        console.print(verify_bundle(bundle, tsa_roots(tsa_ca)).summary())
+        keys = [*read_fingerprints(key or [], "--key"),
+                *(read_fingerprints(_lines(trusted_keys), str(trusted_keys))
+                  if trusted_keys else [])]
+        console.print(verify_bundle(bundle, tsa_roots(tsa_ca), keys).summary())
         return
     if not check_ledger:
         raise AuditorError("nothing to verify", [])
@@ -52,6 +61,16 @@ def verify(
         console.print(f"[bold red]FAILED[/]: {result.broken}")
         raise typer.Exit(1)
     console.print(f"[green]ledger ok[/]: {result.rows} responses, head {result.head}")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditorError(f"trusted keys file {path}: {exc}",
+                           [Problem("unreadable", str(path),
+                                    fix="give a text file of key fingerprints, one per line")]
+                           ) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -129,6 +129,9 @@ class RegistryCommit(Base):
     root: Mapped[str] = mapped_column(String(64), index=True)
     leaves: Mapped[list[Any]] = mapped_column()  # canary_version ids, in leaf order
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the published statement of this root: signing key fingerprint, Ed25519 signature
+    # and RFC 3161 timestamp (auditor.registry.attest_commit); None when not attested
+    attestation: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class Cycle(Base):

@@ -18,6 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from auditor.bundle import BundleResult, write_bundle
+from auditor.report import ReportRequest
+from auditor.signing import load_private_key
+from auditor.timestamp import load_certificates
+from tests.report.world import START, World, add_verdict, build_world
+
 # ---------------------------------------------------------------- a local TSA
 
 
@@ -121,3 +127,26 @@ def local_tsa() -> Iterator[LocalTSA]:
         server.shutdown()
         server.server_close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- a bundle with gaps
+
+
+@pytest.fixture(scope="session")
+def gapped(tmp_path_factory: pytest.TempPathFactory, local_tsa) -> Iterator[
+        tuple[World, BundleResult]]:
+    """A timestamped bundle (html, pdf, json) whose newest verdict uses 6 of 8 canaries,
+    so the ledger holds responses between the included ones; its registry commit is signed
+    and timestamped."""
+    from datetime import timedelta
+
+    tmp = tmp_path_factory.mktemp("gapped")
+    roots = load_certificates(local_tsa.ca_pem.read_bytes())
+    world = build_world(tmp, n_canaries=8, tsa_url=local_tsa.url, tsa_roots=roots)
+    add_verdict(world.store, 6, START + timedelta(days=5))
+    key = load_private_key(world.settings.signing.key_path)
+    with world.store.session() as s:
+        result = write_bundle(s, world.settings, ReportRequest("sus", unseal=("ft-canary-0001",)),
+                              key, out_dir=tmp / "out", tsa_url=local_tsa.url, tsa_roots=roots)
+    yield world, result
+    world.store.close()

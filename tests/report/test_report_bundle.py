@@ -74,7 +74,7 @@ def test_bundle_holds_the_promised_files(built) -> None:
 
 def test_flipping_one_byte_in_any_file_fails_naming_that_file(built, tmp_path: Path) -> None:
     _, result = built
-    names = sorted(p.name for p in result.path.iterdir())
+    names = sorted(p.name for p in result.path.iterdir() if p.stat().st_size)  # bytes to flip
     for name in names:
         for where in (0.5, 0.9):
             bundle = _copy(result, tmp_path, f"{name}-{where}")
@@ -243,24 +243,6 @@ def test_unsealing_a_canary_the_verdict_did_not_use_is_refused(built, tmp_path: 
     with world.store.session() as s, pytest.raises(AuditorError, match="--unseal"):
         write_bundle(s, world.settings, ReportRequest("sus", unseal=("nope",)), key,
                      out_dir=tmp_path)
-
-
-def test_standard_tools_verify_the_bundle(built, tmp_path: Path) -> None:
-    """The VERIFY.txt commands, run as the other side would: sha256sum, openssl, python3."""
-    if not shutil.which("openssl") or not shutil.which("sha256sum"):
-        pytest.skip("openssl or sha256sum missing")
-    from auditor.report import verify_steps
-
-    _, result = built
-    bundle = _copy(result, tmp_path)
-    for _, cmd in verify_steps(timestamped=True)[:-1]:
-        done = subprocess.run(["bash", "-c", "set -eo pipefail\n" + cmd], cwd=bundle,
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
-        if "pkey -pubin" in cmd:
-            assert result.signer_fingerprint in done.stdout
-        if cmd == "sha256sum manifest.json":
-            assert result.manifest_sha256 in done.stdout
 
 
 def test_cli_verify_exits_nonzero_naming_the_file(built, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -65,3 +66,51 @@ def test_unsealed_and_public_canaries_are_shown(bundle: tuple[Path, Path]) -> No
     assert "riddle 0002" in texts["report.pdf (text)"]
     assert "riddle 0002" in texts["canaries.json"]
     assert "riddle 0004" in texts["canaries.json"]
+
+
+@pytest.fixture
+def quoting(tmp_path: Path) -> tuple[Path, int]:
+    """A control that quotes the prompt back, whole or in part, for every canary."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from auditor.importer import ImportRecord, import_records
+    from auditor.store.models import Endpoint
+    from tests.report.world import START
+
+    world = build_world(tmp_path, n_canaries=6, public={4})
+    with world.store.session() as s:
+        ctl = s.scalars(select(Endpoint).where(Endpoint.name == "ctl-alpha")).one()
+        records = [ImportRecord(canary_id=f"ft-canary-{i:04d}", sample_index=k,
+                                text=text, collected_at=START + timedelta(hours=20, minutes=i))
+                   for i in range(6) for k, text in (
+                       (5, f'You asked: "{secret_prompt(i)}" Here it is.'),
+                       (6, "Sure, I will " + secret_prompt(i).split(": ", 1)[1].lower()))]
+        import_records(s, ctl, records, source="quoting.jsonl")
+    with world.store.session() as s:
+        result = write_bundle(s, world.settings, ReportRequest("sus", unseal=("ft-canary-0002",)),
+                              load_private_key(world.settings.signing.key_path),
+                              out_dir=tmp_path / "out")
+    world.store.close()
+    # all six canaries' quotes: the open ones share their last eight words with sealed ones
+    return result.path, 6 * 2
+
+
+def test_answers_quoting_a_sealed_prompt_are_redacted(quoting: tuple[Path, int]) -> None:
+    from auditor.bundle import verify_bundle
+
+    bundle, expected = quoting
+    texts = _texts(bundle)
+    for i in (0, 1, 3, 5):
+        for name, text in texts.items():
+            assert f"riddle {i:04d}" not in text, f"canary {i} leaked into {name}"
+    rows = [json.loads(line) for line in (bundle / "evidence.jsonl").read_text().splitlines()]
+    marked = [r for r in rows if r.get("redaction")]
+    assert len(marked) == expected
+    assert all("[REDACTED" in r["record"]["text"] for r in marked)
+    # what the open canaries alone say stays: they are public or unsealed
+    assert any("riddle 0002" in r["record"]["text"] for r in marked)
+    check = verify_bundle(bundle)
+    assert check.redacted == expected
+    assert "redacted" in " ".join(texts["report.pdf (text)"].split())

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from auditor.canary import Canary
 from auditor.config import Settings
 from auditor.importer import ImportRecord, import_records
-from auditor.registry import commit_registry, sync_registry
+from auditor.registry import attest_commit, commit_registry, sync_registry
 from auditor.signing import init_key
 from auditor.store import Store, open_store, sync_endpoints
 from auditor.store.models import Verdict
@@ -99,14 +102,17 @@ def add_verdict(store: Store, n_canaries: int, at: datetime, p: float = 3.2e-6,
 
 
 def fill_store(store: Store, settings: Settings, n_canaries: int, samples: int = 2,
-               public: set[int] | None = None) -> None:
-    """Endpoints, canaries (synced, committed) and responses, all through the real paths."""
+               public: set[int] | None = None, key: Ed25519PrivateKey | None = None,
+               tsa_roots: list[x509.Certificate] | None = None) -> None:
+    """Endpoints, canaries (synced, committed; attested with ``key`` and the configured
+    timestamp authority) and responses, all through the real paths."""
     data = answers(n_canaries, samples)
     with store.session() as s:
         eps = sync_endpoints(s, settings)
         sync_registry(s, make_canaries(n_canaries, public))
         rc = commit_registry(s)
         rc.created_at = START - timedelta(days=2)  # committed before collection began
+        attest_commit(rc, key, settings.timestamp.url if tsa_roots else None, tsa_roots)
         for name, per_canary in data.items():
             records = [ImportRecord(canary_id=cid, sample_index=k, text=text,
                                     reported_model=f"model-{name}-2026",
@@ -125,14 +131,17 @@ class World:
 
 
 def build_world(tmp: Path, n_canaries: int = 8, tsa_url: str | None = None,
-                public: set[int] | None = None) -> World:
+                public: set[int] | None = None,
+                tsa_roots: list[x509.Certificate] | None = None) -> World:
+    """A store and a signing key; the registry commit is signed with that key, and
+    timestamped when ``tsa_roots`` (the authority's root) are given."""
     settings = make_settings(tmp, tsa_url)
     store = open_store(settings.resolved_database_url(), migrate=True)
-    fill_store(store, settings, n_canaries, public=public)
+    key = init_key(settings.signing.key_path)
+    fill_store(store, settings, n_canaries, public=public, key=key, tsa_roots=tsa_roots)
     for day, p, sig, eff in ((2, 0.04, False, 0.12), (3, 2e-3, True, 0.22),
                              (4, 3.2e-6, True, 0.31)):
         add_verdict(store, n_canaries, START + timedelta(days=day), p, sig, eff)
-    init_key(settings.signing.key_path)
     return World(tmp, settings, store, n_canaries)
 
 

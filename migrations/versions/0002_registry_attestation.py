@@ -1,0 +1,28 @@
+"""registry commit attestation: signing key fingerprint, signature, RFC 3161 timestamp
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("registry_commits", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("attestation", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("registry_commits", schema=None) as batch_op:
+        batch_op.drop_column("attestation")
