@@ -347,9 +347,6 @@ def _open_canaries(
                     [Problem("unsealing proves content against a committed root",
                              fix="run `auditor canaries commit`, then analyse and report again")])
             unsealed[cv.id] = unseal(session, rc, cv.id)
-    redacted = _redact_quotes(evidence, [m["content"] for cv in versions.values()
-                                         if cv.id not in unsealed
-                                         for m in _prompt_messages(cv.content)])
     canaries = []
     for cv in sorted(versions.values(), key=lambda v: (v.canary_id, v.version)):
         u = unsealed.get(cv.id)
@@ -556,6 +553,9 @@ def build_context(
     evidence = got.evidence
     wanted = {_canary_id(c) for c in vrec["canaries"]}
     rc, covering, canaries, shown = _open_canaries(session, req, wanted, got.versions)
+    redacted = _redact_quotes(evidence, [m["content"] for cv in got.versions.values()
+                                         if shown.get(cv.canary_id) is not cv
+                                         for m in _prompt_messages(cv.content)])
     head = session.get(LedgerHead, 1)
     first_collected = min((r["record"]["collected_at"] for r in evidence), default=None)
     first_dt = _parse_time(first_collected)
