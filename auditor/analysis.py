@@ -286,6 +286,7 @@ def analyze_pair(
                 "statistic": _finite(text_res.statistic),
                 "effect": _finite(text_res.effect),
                 "representations": text_res.channel_p_values,
+                "composites": text_res.params["composite_p_values"],
                 "suspect_score": _finite(text_res.suspect_score),
                 "control_scores": {k: _finite(v) for k, v in text_res.control_scores.items()},
                 "n_canaries": text_res.n_canaries,

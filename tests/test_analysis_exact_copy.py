@@ -63,5 +63,6 @@ def test_an_exact_copy_is_flagged_despite_an_outlier_control_and_a_flat_channel(
         assert v.channels["free_text"]["n_canaries"] == 10
         assert sorted(v.controls) == CONTROLS
         assert v.p_value < 0.05 and v.significant
+        assert set(v.channels["free_text"]["composites"]) == {"z", "normal_score"}
         identity = v.channels["identity"]
         assert identity["p_value"] == 1.0 and identity["informative"] is False

@@ -45,9 +45,9 @@ def test_cauchy_combination_keeps_size_with_p_values_at_one() -> None:
     """Discrete null p-values with mass at 1 (a rank p-value among six models) next to a
     continuous one, independent and identical: FPR stays at alpha."""
     rng = np.random.default_rng(2)
-    rank = rng.integers(1, 7, size=(20000, 1)) / 6.0
-    ps = np.array([cauchy_combine([r[0], u]) for r, u in zip(rank, rng.uniform(size=20000))])
-    same = np.array([cauchy_combine([r[0], r[0]]) for r in rank[:2000]])
+    rank, cont = rng.integers(1, 7, size=20000) / 6.0, rng.uniform(size=20000)
+    ps = np.array([cauchy_combine([a, b]) for a, b in zip(rank, cont, strict=True)])
+    same = np.array([cauchy_combine([a, a]) for a in rank[:2000]])
     for u in (0.01, 0.05, 0.1):
         assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
         assert np.mean(same <= u) <= u + 1e-12
