@@ -21,8 +21,10 @@ one representation got a composite of 95, inflated the controls' spread and hid 
 copy of the protected model (p = 0.44). The *normal-score* composite (``normal=True``)
 first maps each z-score through its own Student-t prediction distribution to the
 standard normal scale (``normal_score``), which is exactly N(0, 1) when the values are
-i.i.d. normal and bounded where a z-score of few references is not; it is robust to such
-a control and rewards agreement across representations. ``provenance`` uses both.
+i.i.d. normal and bounded where a z-score of few references is not, then clips it at
++-``SCORE_CLIP`` (3; under the null that touches 0.3 % of scores), so one control far out
+on one representation adds at most 3/R to its composite. It rewards agreement across
+representations and cannot be inflated by one such control. ``provenance`` uses both.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["prediction_pvalue", "composite_scores", "composite_scores_batch", "MIN_CONTROLS"]
+__all__ = [
+    "MIN_CONTROLS",
+    "composite_scores",
+    "composite_scores_batch",
+    "normal_score",
+    "prediction_pvalue",
+]
 
 MIN_CONTROLS = 3
 SCORE_CLIP = 3.0
