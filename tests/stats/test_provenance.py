@@ -242,7 +242,7 @@ def _exact_copy_with_an_outlier_control(rng: np.random.Generator, gap: float):  
 
 
 def test_an_exact_copy_is_flagged_when_one_control_is_an_outlier_on_one_representation() -> None:
-    """Issue 12 item 9: the outlier's z-score composite (100 to 400) inflates the null so
+    """Issue 12 item 9: the outlier's z-score composite (over 100) inflates the null so
     much that the z-score composite alone leaves the copy at p ~ 0.5; the normal-score
     composite, robust to it, flags the copy."""
     rng = np.random.default_rng(31)
