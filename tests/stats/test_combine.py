@@ -42,12 +42,10 @@ def test_a_channel_at_p_one_does_not_veto_a_strong_channel() -> None:
 
 
 def test_cauchy_combination_keeps_size_with_p_values_at_one() -> None:
-    """Discrete null p-values with mass at 1 (a rank p-value among six models) next to a
-    continuous one, independent and identical: FPR stays at alpha."""
+    """Discrete null p-values with mass at 1 (a rank p-value among six models) next to an
+    independent continuous one: FPR stays at alpha."""
     rng = np.random.default_rng(2)
     rank, cont = rng.integers(1, 7, size=20000) / 6.0, rng.uniform(size=20000)
     ps = np.array([cauchy_combine([a, b]) for a, b in zip(rank, cont, strict=True)])
-    same = np.array([cauchy_combine([a, a]) for a in rank[:2000]])
     for u in (0.01, 0.05, 0.1):
         assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
-        assert np.mean(same <= u) <= u + 1e-12
