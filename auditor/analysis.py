@@ -169,6 +169,7 @@ def _identity(
         "response_level_fisher_p": res.fisher_p,
         "control_rates": list(res.control_rates),
         "claiming_canaries": list(res.claiming_canaries),
+        "informative": res.informative,
     }
 
 
@@ -285,6 +286,7 @@ def analyze_pair(
                 "statistic": _finite(text_res.statistic),
                 "effect": _finite(text_res.effect),
                 "representations": text_res.channel_p_values,
+                "composites": text_res.params["composite_p_values"],
                 "suspect_score": _finite(text_res.suspect_score),
                 "control_scores": {k: _finite(v) for k, v in text_res.control_scores.items()},
                 "n_canaries": text_res.n_canaries,
@@ -310,7 +312,12 @@ def analyze_pair(
         channels["watermark"] = wm
     if not channels:
         return None
-    ps = [float(c["p_value"]) for c in channels.values()]
+    # a channel that cannot tell any model from another (every model claims the same
+    # identity rate) is reported but left out of the combination
+    combined = [c for c in channels.values() if c.get("informative", True)] or list(
+        channels.values()
+    )
+    ps = [float(c["p_value"]) for c in combined]
     p = stats.cauchy_combine(ps) if len(ps) > 1 else ps[0]
     used = sorted(
         {

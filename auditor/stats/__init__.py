@@ -38,7 +38,8 @@ canaries where P does (``channel_p_values["style_residual"]``). The null is mode
 S is exchangeable with the controls.
 Numbers are standardised by the controls and averaged over representations; each
 control's composite is computed against the other controls (leave-one-out); the p-value
-is the Student-t prediction p-value (df = m-1) of S's composite among the controls'.
+is the Student-t prediction p-value (df = m-1) of S's composite among the controls',
+Cauchy-combined with the same p-value for the normal-score composite (``nullmodel``).
 At least 3 controls are required; more controls give more power.
 
 Other channels (each returns a small dataclass with ``p_value``)::

@@ -32,6 +32,10 @@ class IdentityResult:
     claiming_canaries: tuple[str, ...]
     fisher_p: float = 1.0  # response-level, descriptive only
     control_rates: tuple[float, ...] = ()
+    # False when the suspect and every control claim at the same rate (typically none
+    # at all): the rank p-value is then 1 whichever model is the suspect, so the channel
+    # says nothing about this pair and is left out of the combination of channels
+    informative: bool = True
 
 
 def _compile(patterns: Sequence[str | re.Pattern[str]]) -> list[re.Pattern[str]]:
@@ -72,10 +76,10 @@ def identity_test(
         if t:
             rates.append(h / t)
     if st == 0 or not rates:
-        return IdentityResult(1.0, float("nan"), sh, st, ch, ct, tuple(where))
+        return IdentityResult(1.0, float("nan"), sh, st, ch, ct, tuple(where), informative=False)
     rate = sh / st
     at_or_above = sum(r >= rate for r in rates)
     p_rank = (1 + at_or_above) / (len(rates) + 1) if sh else 1.0
     res = stats.fisher_exact([[sh, st - sh], [ch, ct - ch]], alternative="greater")
     return IdentityResult(p_rank, float(res.statistic), sh, st, ch, ct, tuple(where),
-                          float(res.pvalue), tuple(rates))
+                          float(res.pvalue), tuple(rates), informative=len({rate, *rates}) > 1)

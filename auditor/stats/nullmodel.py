@@ -12,6 +12,19 @@ which is exact when the numbers are i.i.d. normal, whatever the number of canari
 several representations are combined, each is standardised by the controls and averaged
 (``composite``); a control's composite is computed against the *other* controls
 (leave-one-out), so the suspect and every control are scored the same way.
+
+A composite averages z-scores, so one representation far out dominates it. That is
+power when the suspect is far out on one representation, and a weakness when a control
+is: scored against only m - 1 = 4 others, a control's z-score has a t distribution with
+3 degrees of freedom, and one control that sits far from four tightly packed others on
+one representation got a composite of 95, inflated the controls' spread and hid an exact
+copy of the protected model (p = 0.44). The *normal-score* composite (``normal=True``)
+first maps each z-score through its own Student-t prediction distribution to the
+standard normal scale (``normal_score``), which is exactly N(0, 1) when the values are
+i.i.d. normal and bounded where a z-score of few references is not, then clips it at
++-``SCORE_CLIP`` (3; under the null that touches 0.3 % of scores), so one control far out
+on one representation adds at most 3/R to its composite. It rewards agreement across
+representations and cannot be inflated by one such control. ``provenance`` uses both.
 """
 
 from __future__ import annotations
@@ -19,9 +32,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["prediction_pvalue", "composite_scores", "composite_scores_batch", "MIN_CONTROLS"]
+__all__ = [
+    "MIN_CONTROLS",
+    "composite_scores",
+    "composite_scores_batch",
+    "normal_score",
+    "prediction_pvalue",
+]
 
 MIN_CONTROLS = 3
+SCORE_CLIP = 3.0
 
 
 def prediction_pvalue(x: float, null: np.ndarray) -> tuple[float, float]:
@@ -40,24 +60,42 @@ def prediction_pvalue(x: float, null: np.ndarray) -> tuple[float, float]:
     return float(stats.t.sf(t, m - 1)), float(t)
 
 
-def _z(values: np.ndarray, ref: np.ndarray, axis: int = 0) -> np.ndarray:
-    """z-scores of ``values`` against the reference rows of ``ref`` along ``axis``."""
+def _z(values: np.ndarray, ref: np.ndarray, axis: int = 0, normal: bool = False) -> np.ndarray:
+    """z-scores of ``values`` against the reference rows of ``ref`` along ``axis``; with
+    ``normal``, their normal scores (``normal_score``) given the number of references."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = np.nanmean(ref, axis=axis)
         sd = np.nanstd(ref, axis=axis, ddof=1)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-    return (values - mu) / sd
+    z = (values - mu) / sd
+    if not normal:
+        return z
+    return np.clip(normal_score(z, np.sum(np.isfinite(ref), axis=axis)), -SCORE_CLIP, SCORE_CLIP)
+
+
+def normal_score(z: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """``Phi^-1(F_{T_{n-1}}(z / sqrt(1 + 1/n)))``: N(0, 1) for a new draw standardised by
+    ``n`` i.i.d. normal references; bounded where a raw z-score of a few references is not
+    (a z of 380 against 4 references becomes about 5). NaN where ``n < 2``."""
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.asarray(z, dtype=np.float64) / np.sqrt(1.0 + 1.0 / n)
+        df = np.where(n >= 2, n - 1.0, np.nan)
+        return np.where(
+            t > 0, stats.norm.isf(stats.t.sf(t, df)), stats.norm.ppf(stats.t.cdf(t, df))
+        )
 
 
 def composite_scores(
-    suspect: np.ndarray, controls: np.ndarray, symmetric: bool = False
+    suspect: np.ndarray, controls: np.ndarray, symmetric: bool = False, normal: bool = False
 ) -> tuple[float, np.ndarray]:
     """Composite of several per-representation values.
 
     ``suspect``: shape (R,); ``controls``: shape (m, R). The suspect's composite is the
     mean over R of its z-scores against the m controls; a control's composite is its
     z-score against the other m-1 controls (``symmetric=False``, the default) or against
-    the other m-1 controls *and the suspect* (``symmetric=True``).
+    the other m-1 controls *and the suspect* (``symmetric=True``). ``normal``: average
+    normal scores instead of z-scores (see the module docstring).
 
     The default makes each control's composite slightly more dispersed than the
     suspect's under the null, so the p-value is conservative (super-uniform); measured on
@@ -70,13 +108,13 @@ def composite_scores(
     if suspect.size == 1:  # one representation: the raw values are already comparable
         return float(suspect[0]), controls[:, 0].copy()
     m = controls.shape[0]
-    zs = float(np.nanmean(_z(suspect, controls)))
+    zs = float(np.nanmean(_z(suspect, controls, normal=normal)))
     zc = np.empty(m)
     for j in range(m):
         rest = np.delete(controls, j, axis=0)
         if symmetric:
             rest = np.vstack([rest, suspect[None, :]])
-        zc[j] = np.nanmean(_z(controls[j], rest))
+        zc[j] = np.nanmean(_z(controls[j], rest, normal=normal))
     return zs, zc
 
 

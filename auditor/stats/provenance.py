@@ -5,8 +5,12 @@ Statistic per representation r and model X: the mean over canaries of the cosine
 similarity between X's and P's answers (samples averaged). It depends on X and P only,
 never on the rest of the pool, so a control's value is the same whether it serves as
 the null or is scored as a pseudo-suspect, and families of related controls cannot
-distort it. Representations are combined by the leave-one-out composite of
-``nullmodel`` and the p-value is the Student-t prediction p-value against the controls.
+distort it. Representations are combined by the leave-one-out composites of
+``nullmodel``, each giving a Student-t prediction p-value against the controls: the
+z-score composite (one representation far out can carry it) and the normal-score
+composite (one control far out on one representation cannot inflate the null). The
+p-value is their Cauchy combination: about the smaller of the two, at most doubled, and
+exactly their value when they agree.
 
 One more number joins the composite when the tensor carries style rates (``residual``):
 the *residual style correlation*. On each canary, every style rate of X and of P is
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .combine import cauchy_combine
 from .nullmodel import MIN_CONTROLS, composite_scores, composite_scores_batch, prediction_pvalue
 from .similarity import SimilarityTensor, canary_similarities
 from .text import TextConfig
@@ -190,7 +195,9 @@ def provenance_test(
         fs, fc = np.append(fs, rv[0]), np.column_stack([fc, rv[1:]])
         names.append(RESIDUAL_CHANNEL)
     zs, zc = composite_scores(fs, fc, symmetric=symmetric)
-    pval, t = prediction_pvalue(zs, zc)
+    p_z, t = prediction_pvalue(zs, zc)
+    p_normal = prediction_pvalue(*composite_scores(fs, fc, symmetric=symmetric, normal=True))[0]
+    pval = cauchy_combine([p_z, p_normal])
     channel = {r: prediction_pvalue(float(fs[i]), fc[:, i])[0] for i, r in enumerate(names)}
     effect = _effect(zs, zc)
 
@@ -253,7 +260,8 @@ def provenance_test(
             "reps": list(reps),
             "seed": seed,
             "n_boot": n_boot,
-            "null": "student-t LOO",
+            "null": "student-t LOO, z and normal-score composites, Cauchy-combined",
+            "composite_p_values": {"z": p_z, "normal_score": p_normal},
             "symmetric": symmetric,
             "residual": bool(use_resid),
         },

@@ -173,3 +173,14 @@ def test_choice_pvalue_is_valid_when_models_differ_in_how_peaked_they_are() -> N
     arr = np.array(ps)
     for u in (0.01, 0.05, 0.1):
         assert (arr <= u).mean() <= u + 2.5 * np.sqrt(u * (1 - u) / n), u
+
+
+def test_identity_channel_is_uninformative_when_every_model_claims_alike() -> None:
+    pats = [r"\bAurora\b"]
+    plain = {f"q{i}": ["I am an AI assistant."] * 4 for i in range(3)}
+    controls = {f"C{j}": plain for j in range(5)}
+    flat = identity_test(plain, controls, pats)
+    assert flat.p_value == 1.0 and not flat.informative
+    claims = {f"q{i}": ["I am Aurora."] * 4 for i in range(3)}
+    assert identity_test(claims, controls, pats).informative
+    assert identity_test(plain, {**controls, "C0": claims}, pats).informative

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from auditor.stats.combine import benjamini_hochberg, cauchy_combine
@@ -30,3 +31,21 @@ def test_benjamini_hochberg_matches_scipy_and_rejects_at_alpha() -> None:
     adj, rej = benjamini_hochberg(p, 0.05)
     assert np.allclose(adj, stats.false_discovery_control(p))
     assert rej.tolist() == [True, True, True, False, False]
+
+
+def test_a_channel_at_p_one_does_not_veto_a_strong_channel() -> None:
+    """Issue 12 item 9: a flat identity channel (p = 1) pulled an exact copy's p to ~1."""
+    assert cauchy_combine([1e-4, 1.0]) < 1e-3
+    assert cauchy_combine([1e-7, 1.0, 1.0]) < 1e-5
+    assert cauchy_combine([0.3, 0.3]) == pytest.approx(0.3)
+    assert cauchy_combine([1.0, 1.0]) == 1.0
+
+
+def test_cauchy_combination_keeps_size_with_p_values_at_one() -> None:
+    """Discrete null p-values with mass at 1 (a rank p-value among six models) next to an
+    independent continuous one: FPR stays at alpha."""
+    rng = np.random.default_rng(2)
+    rank, cont = rng.integers(1, 7, size=20000) / 6.0, rng.uniform(size=20000)
+    ps = np.array([cauchy_combine([a, b]) for a, b in zip(rank, cont, strict=True)])
+    for u in (0.01, 0.05, 0.1):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)

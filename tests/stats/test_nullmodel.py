@@ -50,3 +50,26 @@ def test_batch_composite_matches_the_single_composite() -> None:
         for b in range(5):
             zs1, zc1 = composite_scores(s[b], c[b], symmetric=sym)
             assert np.isclose(zs[b], zs1) and np.allclose(zc[b], zc1)
+
+
+def test_normal_scores_are_standard_normal_against_few_normal_references() -> None:
+    from auditor.stats.nullmodel import normal_score
+
+    rng = np.random.default_rng(5)
+    for n in (3, 4, 8):
+        ref = rng.normal(size=(4000, n))
+        z = (rng.normal(size=4000) - ref.mean(axis=1)) / ref.std(axis=1, ddof=1)
+        assert stats.kstest(normal_score(z, n), "norm").pvalue > 0.01
+    assert normal_score(np.array([380.0]), 4)[0] < 6.5
+
+
+def test_normal_score_composite_pvalue_keeps_size_with_five_controls() -> None:
+    rng = np.random.default_rng(6)
+    cov = np.array([[1.0, 0.6, 0.3], [0.6, 1.0, 0.5], [0.3, 0.5, 1.0]])
+    ps = []
+    for _ in range(3000):
+        vals = rng.multivariate_normal(np.zeros(3), cov, size=6)
+        ps.append(prediction_pvalue(*composite_scores(vals[0], vals[1:], normal=True))[0])
+    p = np.array(ps)
+    for u in (0.01, 0.05, 0.1, 0.2):
+        assert np.mean(p <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / p.size)

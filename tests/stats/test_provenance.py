@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -221,3 +223,48 @@ def test_opening_representation_is_available_to_the_test() -> None:
     r = text_provenance(answers("T"), answers("S"), ctrl, reps=reps, n_boot=10)
     assert "opening" in r.channel_p_values and r.params["reps"] == list(reps)
     assert r.channel_p_values["opening"] < 0.01 and 0.0 <= r.p_value <= 1.0
+
+
+def _exact_copy_with_an_outlier_control(rng: np.random.Generator, gap: float):  # type: ignore[no-untyped-def]
+    """5 controls, 10 canaries; S answers exactly like P (similarity 1 on every canary and
+    representation). On ``layout`` four controls sit within 1e-4 of each other and C4
+    sits ``gap`` above them, so C4's leave-one-out z-score there is in the hundreds."""
+    from tests.stats.conftest import simulated_tensor
+
+    t = simulated_tensor(rng, 5, 10, canary_noise=1.5)
+    sims = t.sims.copy()
+    sims[:, :, 1, 0] = sims[:, :, 0, 1] = 1.0
+    li = t.reps.index("layout")
+    sims[li, :, 2:, 0] = 0.5 + 1e-4 * rng.normal(size=(10, 5))
+    sims[li, :, 6, 0] += gap
+    sims[li, :, 0, 2:] = sims[li, :, 2:, 0]
+    return replace(t, sims=sims)
+
+
+def test_an_exact_copy_is_flagged_when_one_control_is_an_outlier_on_one_representation() -> None:
+    """Issue 12 item 9: the outlier's z-score composite (over 100) inflates the null so
+    much that the z-score composite alone leaves the copy at p ~ 0.5; the normal-score
+    composite, robust to it, flags the copy."""
+    rng = np.random.default_rng(31)
+    flagged = 0
+    for _ in range(20):
+        t = _exact_copy_with_an_outlier_control(rng, gap=0.02)
+        r = provenance_test(t, "P", "S", CONTROLS[:5], n_boot=0)
+        assert max(r.control_scores.values()) > 30  # the outlier of the issue
+        flagged += r.p_value < 0.05
+    assert flagged >= 16
+
+
+def test_pvalue_keeps_false_positives_at_alpha_with_five_controls_and_ten_canaries(
+    sim_tensor,
+) -> None:  # type: ignore[no-untyped-def]
+    """The small setting of the exact-copy test, under the null (S independent)."""
+    rng = np.random.default_rng(32)
+    ps = np.array(
+        [
+            provenance_test(sim_tensor(rng, 5, 10), "P", "S", CONTROLS[:5], n_boot=0).p_value
+            for _ in range(1000)
+        ]
+    )
+    for u in (0.01, 0.05, 0.1):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
