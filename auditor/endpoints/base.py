@@ -15,6 +15,7 @@ __all__ = [
     "Request",
     "Result",
     "classify_status",
+    "decoding_params",
     "request_for",
     "result_from_body",
 ]
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from auditor.canary import Canary
 from auditor.config import Endpoint
+from auditor.sdk import DECODING, accepted
 
 ERROR_CLASSES = (
     "timeout",
@@ -138,6 +140,26 @@ def request_for(endpoint: Endpoint, canary: Canary) -> Request:
         logprobs=wants_logprobs,
         top_logprobs=int(top) if top else None,
     )
+
+
+def decoding_params(provider: str, request: Request) -> dict[str, Any]:
+    """The request's decoding options under the names ``provider``'s SDK gives them.
+
+    Only options the installed SDK takes are sent. The config already rejects others on
+    the endpoint, so one here came from a canary's override: a ``config`` error, never
+    retried, naming the option.
+    """
+    takes = accepted(provider) or {}
+    params: dict[str, Any] = {}
+    for option in DECODING[provider]:
+        value = getattr(request, option)
+        if value is None:
+            continue
+        if option not in takes:
+            raise ProbeError("config", f"the installed {provider} SDK takes no decoding "
+                             f"option {option!r}; remove it from the canary's decoding")
+        params[takes[option]] = value
+    return params
 
 
 def result_from_body(

@@ -14,6 +14,7 @@ from auditor.endpoints.base import (
     Request,
     Result,
     classify_status,
+    decoding_params,
     redact,
     result_from_body,
 )
@@ -27,12 +28,8 @@ def chat_params(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
-        "max_tokens": request.max_tokens,
+        **decoding_params("openai", request),
     }
-    for name in ("temperature", "top_p", "seed", "stop"):
-        value = getattr(request, name)
-        if value is not None:
-            params[name] = value
     if request.logprobs:
         params["logprobs"] = True
         if request.top_logprobs:
