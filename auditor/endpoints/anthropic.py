@@ -13,13 +13,13 @@ from auditor.endpoints.base import (
     ProbeError,
     Request,
     Result,
+    base_url,
     classify_status,
     decoding_params,
     redact,
     result_from_body,
 )
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY = "unused"
 
 
@@ -63,7 +63,7 @@ class AnthropicAdapter:
         self._key = endpoint.api_key()
         self._client = anthropic.AsyncAnthropic(
             api_key=self._key or NO_KEY,
-            base_url=endpoint.base_url or DEFAULT_BASE_URL,
+            base_url=base_url(endpoint),
             max_retries=0,
             timeout=endpoint.limits.timeout_seconds,
         )

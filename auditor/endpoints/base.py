@@ -14,6 +14,7 @@ __all__ = [
     "ProbeError",
     "Request",
     "Result",
+    "base_url",
     "classify_status",
     "decoding_params",
     "request_for",
@@ -21,14 +22,17 @@ __all__ = [
 ]
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 
 from auditor.canary import Canary
 from auditor.config import Endpoint
 from auditor.sdk import DECODING, accepted
 
+log = logging.getLogger("auditor.endpoints")
 ERROR_CLASSES = (
     "timeout",
     "rate_limited",
@@ -41,6 +45,14 @@ ERROR_CLASSES = (
     "config",
 )
 RETRYABLE = frozenset({"timeout", "rate_limited", "server_error", "connection", "bad_response"})
+
+
+DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+def base_url(endpoint: Endpoint) -> str:
+    """Where the endpoint's requests go: its ``base_url``, else the SDK's default."""
+    return endpoint.base_url or DEFAULT_BASE_URL.get(endpoint.provider, "(no base_url)")
 
 
 @dataclass(frozen=True)
@@ -145,9 +157,9 @@ def request_for(endpoint: Endpoint, canary: Canary) -> Request:
 def decoding_params(provider: str, request: Request) -> dict[str, Any]:
     """The request's decoding options under the names ``provider``'s SDK gives them.
 
-    Only options the installed SDK takes are sent. The config already rejects others on
-    the endpoint, so one here came from a canary's override: a ``config`` error, never
-    retried, naming the option.
+    Only options the installed SDK takes are sent. The config rejects others on the
+    endpoint, so one here came from a canary's override (written for every endpoint):
+    it is left out for this provider, whose default applies, and logged once.
     """
     takes = accepted(provider) or {}
     params: dict[str, Any] = {}
@@ -155,11 +167,16 @@ def decoding_params(provider: str, request: Request) -> dict[str, Any]:
         value = getattr(request, option)
         if value is None:
             continue
-        if option not in takes:
-            raise ProbeError("config", f"the installed {provider} SDK takes no decoding "
-                             f"option {option!r}; remove it from the canary's decoding")
-        params[takes[option]] = value
+        if option in takes:
+            params[takes[option]] = value
+        else:
+            _left_out(provider, option)
     return params
+
+
+@cache
+def _left_out(provider: str, option: str) -> None:
+    log.warning("decoding_option_left_out", extra={"provider": provider, "option": option})
 
 
 def result_from_body(

@@ -56,15 +56,16 @@ def test_example_config_protected_endpoint_is_answered_with_todays_sdks(
     assert len(server.requests("/v1/messages")) == 2
 
 
-def test_canary_decoding_the_sdk_does_not_take_fails_once_as_config(
+def test_canary_decoding_the_sdk_does_not_take_is_left_out_for_that_provider(
         tmp_path: Path, sqlite_url: str, server: FakeServer, store: Store) -> None:
     s = make_settings(tmp_path, sqlite_url,
                       [endpoint("ep", "anthropic", server.url, limits={"max_retries": 3})],
-                      [canary("c-hot", decoding={"temperature": 0.9})])
+                      [canary("c-hot", decoding={"temperature": 0.9, "stop": ["END"]})])
     (a,) = attempts(store, run(store, s).cycle_id)
-    assert (a.status, a.error_class, a.tries) == ("failed", "config", 1)
-    assert "temperature" in (a.error_message or "")
-    assert server.requests() == []
+    assert (a.status, a.tries) == ("ok", 1)
+    (seen,) = server.requests()
+    assert seen.body is not None and "temperature" not in seen.body
+    assert seen.body["stop_sequences"] == ["END"]
 
 
 class _BuggyAdapter:
