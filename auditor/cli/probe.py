@@ -54,39 +54,35 @@ def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def _counts(by_class: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "0"
-
-
-_COLUMNS = ("cycle", "endpoint", "sent", "ok", "failed", "skipped", "retried", "tokens", "cost",
-            "p50", "p95")
-
-
-def _rows(runs: list[CycleRun]) -> list[tuple[str, ...]]:
-    return [(str(run.cycle_id), name, str(s["sent"]), str(s["ok"]), _counts(s["failed"]),
-             _counts(s["skipped"]), str(s["retried"]),
-             str(s["prompt_tokens"] + s["completion_tokens"]), f"${s['cost_usd']:.4f}",
-             _fmt_ms(s["p50_ms"]), _fmt_ms(s["p95_ms"]))
-            for run in runs for name, s in sorted(run.summary.items())]
+def _table(runs: list[CycleRun]) -> Table:
+    table = Table("cycle", "endpoint", "sent", "ok", "failed", "skipped", "retried", "tokens",
+                  "cost", "p50", "p95", title="probe results")
+    for run in runs:
+        for name, s in sorted(run.summary.items()):
+            failed = ", ".join(f"{k} {v}" for k, v in sorted(s["failed"].items())) or "0"
+            skipped = ", ".join(f"{k} {v}" for k, v in sorted(s["skipped"].items())) or "0"
+            table.add_row(
+                str(run.cycle_id), name, str(s["sent"]), str(s["ok"]), failed, skipped,
+                str(s["retried"]), str(s["prompt_tokens"] + s["completion_tokens"]),
+                f"${s['cost_usd']:.4f}", _fmt_ms(s["p50_ms"]), _fmt_ms(s["p95_ms"]))
+    return table
 
 
 def _print_summary(runs: list[CycleRun], s: Settings) -> list[str]:
     """The results table, or one block per endpoint where the table would not fit (80
     columns, no terminal); then per endpoint its last error and URL. Returns the
     endpoints without a single answer."""
-    rows = _rows(runs)
-    table = Table(*_COLUMNS, title="probe results")
-    for row in rows:
-        table.add_row(*row)
+    table = _table(runs)
     natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
     if natural <= console.width:
         console.print(table)
     else:  # plain lines wrap at any width; table cells would be cut to "bad…"
-        for row in rows:
-            console.print(f"cycle {row[0]} · {row[1]}", highlight=False)
-            console.print("  " + "  ".join(f"{k} {v}" for k, v in zip(_COLUMNS[2:], row[2:],
-                                                                      strict=True)),
-                          highlight=False)
+        columns = [(str(c.header), [str(cell) for cell in c.cells]) for c in table.columns]
+        for i in range(table.row_count):
+            (_, cycle), (_, name), *rest = ((h, cells[i]) for h, cells in columns)
+            console.print(f"cycle {cycle} · {name}", highlight=False, markup=False)
+            console.print("  " + "  ".join(f"{h} {v}" for h, v in rest), highlight=False,
+                          markup=False)
     oks: dict[str, int] = {}
     for run in runs:
         for name, summary in sorted(run.summary.items()):
