@@ -115,6 +115,8 @@ class Limits(_Strict):
     concurrency: int = Field(default=4, ge=1, le=1024)
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=20)
+    # a request that timed out may still be answered and billed: false sends it only once
+    retry_timeouts: bool = True
     daily_budget_usd: float | None = Field(default=None, ge=0)
     price_per_million_input_tokens: float = Field(default=0.0, ge=0)
     price_per_million_output_tokens: float = Field(default=0.0, ge=0)
@@ -236,6 +238,20 @@ class Endpoint(_Strict):
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://", v):
             raise ValueError(f"base_url {v!r} must start with http:// or https://")
+        return v
+
+    @field_validator("decoding")
+    @classmethod
+    def _decoding_the_sdk_takes(cls, v: Decoding, info: ValidationInfo) -> Decoding:
+        from auditor.sdk import unsupported
+
+        provider = info.data.get("provider")
+        given = [k for k, value in v.model_dump().items() if value is not None]
+        bad = unsupported(provider, given) if provider else []
+        if bad:
+            raise ValueError(
+                f"endpoint {info.data.get('name')!r}: the installed {provider} SDK takes no "
+                f"decoding option {', '.join(bad)}; remove it from the endpoint's decoding")
         return v
 
     def api_key(self) -> str | None:

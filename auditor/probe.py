@@ -262,9 +262,8 @@ class _EndpointRun:
             return None, ProbeError("timeout", f"no complete answer in {timeout}s")
         except ProbeError as exc:
             return None, exc
-        except Exception as exc:  # an adapter bug or an unexpected transport error
-            return None, ProbeError("connection" if isinstance(exc, OSError) else "bad_response",
-                                    f"{type(exc).__name__}")
+        except OSError as exc:  # a transport error the adapter did not translate
+            return None, ProbeError("connection", f"{type(exc).__name__}: {exc}")
 
     async def _attempt(self, item: at.Claimed) -> at.Outcome | None:
         request = request_for(self.cfg, self.canaries[item.canary_version_id])
@@ -292,7 +291,14 @@ class _EndpointRun:
                 started = started or utcnow()
                 tries += 1
                 t0 = time.perf_counter()
-                result, error = await self._send(request)
+                try:
+                    result, error = await self._send(request)
+                except Exception as exc:  # our bug (TypeError, ...): not the endpoint's fault
+                    self.run.fail(self.cfg, exc)
+                    await self.run.db(at.release, self.run.worker, [item.id],
+                                      status="interrupted",
+                                      message=f"not sent or not recorded: {type(exc).__name__}")
+                    return None
                 latency = (time.perf_counter() - t0) * 1000.0
             self.warm.set()
             if result is not None:
@@ -313,7 +319,9 @@ class _EndpointRun:
                                               "error_class": error.error_class,
                                               "http_status": error.http_status})
             last = retry == limits.max_retries
-            if not error.retryable or last or (hint or 0) > backoff.max_retry_after:
+            retryable = error.retryable and (limits.retry_timeouts
+                                             or error.error_class != "timeout")
+            if not retryable or last or (hint or 0) > backoff.max_retry_after:
                 return self._outcome(item, "failed", tries, started_at=started,
                                      latency_ms=latency, http_status=error.http_status,
                                      error_class=error.error_class,
@@ -388,9 +396,27 @@ class _CycleRunner:
         self.lease = options.lease_seconds or settings.daemon.lease_seconds
         self.db = _Db(store)
         self.recorder = _Recorder(self.db, self.worker, options)
+        self.failure: AuditorError | None = None
 
     def stopping(self) -> bool:
-        return self.options.stop is not None and self.options.stop.is_set()
+        return self.failure is not None or (
+            self.options.stop is not None and self.options.stop.is_set())
+
+    def fail(self, cfg: EndpointConfig, exc: Exception) -> None:
+        """An error in our code, not the endpoint's: the run stops, nothing is recorded
+        against the endpoint, and the error ends the run loudly."""
+        log.error("adapter_bug", extra={"endpoint": cfg.name, "error": type(exc).__name__,
+                                        "detail": str(exc)[:500]})
+        if self.failure is None:
+            self.failure = AuditorError(
+                f"endpoint {cfg.name!r}: the {cfg.provider} adapter failed with "
+                f"{type(exc).__name__}: {exc}",
+                [Problem("a bug in the auditor or an SDK release it does not support, not "
+                         "the endpoint's fault; the run stopped and its unsent attempts are "
+                         "kept", fix="reinstall the auditor (pip install -e .) so the SDKs are "
+                         "within the ranges pyproject.toml gives, then `auditor probe "
+                         "--resume`; if it persists, report it with the log")])
+            self.failure.__cause__ = exc
 
     async def _renew(self) -> None:
         while True:
@@ -436,6 +462,8 @@ class _CycleRunner:
             await sending
             await self.recorder.queue.put(_DONE)
             await recorder
+            if self.failure is not None:
+                raise self.failure
             prices = await self.db(_prices, self.settings)
             done = await self.db(at.finish_if_done, self.cycle_id, prices)
             summary = await self.db(at.summarize, self.cycle_id, prices)

@@ -3,7 +3,8 @@
 Each configuration runs in a fresh Python process (so its peak RSS is its own), against
 the loopback server of the tests (``tests/probe/servers.py``) running in another process.
 A run plans a cycle of N attempts (committed), then runs it through the real adapter,
-limiter, recorder and ledger, and reports recorded responses per second of the run.
+limiter, recorder and ledger, and reports recorded responses per second of the run and
+the p50 / p95 latency of one request as the cycle summary records it.
 The baseline is a plain sequential loop over the SDK that records nothing.
 
     .venv/bin/python benchmarks/probe_throughput.py                  # the full table
@@ -88,6 +89,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 "recorded": result.recorded, "ok": result.summary["bench"]["ok"],
                 "plan_s": round(plan_s, 2), "run_s": round(run_s, 2),
                 "per_s": round(result.recorded / run_s, 1),
+                "p50_ms": round(result.summary["bench"]["p50_ms"], 1),
+                "p95_ms": round(result.summary["bench"]["p95_ms"], 1),
                 "peak_rss_mb": round(_peak_mb(), 1), "rss_after_plan_mb": round(rss_after_plan, 1)}
     finally:
         store.close()
@@ -100,14 +103,19 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     client = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{args.port}/v1",
                            max_retries=0)
     n = min(args.attempts, 5000)
+    latencies = []
     t0 = time.perf_counter()
     for i in range(n):
+        t1 = time.perf_counter()
         client.chat.completions.create(
             model="m", max_tokens=16,
             messages=[{"role": "user", "content": f"Benchmark prompt number {i}."}])
+        latencies.append((time.perf_counter() - t1) * 1000.0)
     elapsed = time.perf_counter() - t0
+    latencies.sort()
     return {"backend": "none", "provider": "openai (sequential SDK loop)", "concurrency": 1,
             "attempts": n, "recorded": 0, "per_s": round(n / elapsed, 1),
+            "p50_ms": round(latencies[n // 2], 1), "p95_ms": round(latencies[n * 95 // 100], 1),
             "peak_rss_mb": round(_peak_mb(), 1)}
 
 
@@ -171,11 +179,12 @@ def main() -> None:
         server.terminate()
         server.wait()
     print()
-    print("| backend | provider | concurrency | attempts | recorded/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | provider | concurrency | attempts | recorded/s | p50 / p95 ms "
+          "| peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['backend']} | {r['provider']} | {r['concurrency']} | {r['attempts']} "
-              f"| {r['per_s']} | {r['peak_rss_mb']} |")
+              f"| {r['per_s']} | {r['p50_ms']} / {r['p95_ms']} | {r['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":

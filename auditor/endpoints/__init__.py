@@ -7,12 +7,13 @@ __all__ = [
     "ProbeError",
     "Request",
     "Result",
+    "base_url",
     "make_adapter",
     "request_for",
 ]
 
 from auditor.config import Endpoint
-from auditor.endpoints.base import Adapter, ProbeError, Request, Result, request_for
+from auditor.endpoints.base import Adapter, ProbeError, Request, Result, base_url, request_for
 
 
 def make_adapter(endpoint: Endpoint) -> Adapter:

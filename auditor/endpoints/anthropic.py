@@ -13,31 +13,29 @@ from auditor.endpoints.base import (
     ProbeError,
     Request,
     Result,
+    base_url,
     classify_status,
+    decoding_params,
     redact,
     result_from_body,
 )
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY = "unused"
 
 
 def message_params(request: Request) -> dict[str, Any]:
-    """The messages-API body: system messages lifted out, stop as ``stop_sequences``."""
+    """The messages-API body: system messages lifted out, decoding options the installed
+    SDK takes (``stop`` as ``stop_sequences``)."""
     system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
     params: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_tokens,
         "messages": [m for m in request.messages if m["role"] != "system"],
+        **decoding_params("anthropic", request),
     }
     if system:
         params["system"] = system
-    if request.temperature is not None:
-        params["temperature"] = min(request.temperature, 1.0)  # the API's range is [0, 1]
-    if request.top_p is not None:
-        params["top_p"] = request.top_p
-    if request.stop:
-        params["stop_sequences"] = request.stop
+    if "temperature" in params:
+        params["temperature"] = min(params["temperature"], 1.0)  # the API's range is [0, 1]
     return params
 
 
@@ -65,7 +63,7 @@ class AnthropicAdapter:
         self._key = endpoint.api_key()
         self._client = anthropic.AsyncAnthropic(
             api_key=self._key or NO_KEY,
-            base_url=endpoint.base_url or DEFAULT_BASE_URL,
+            base_url=base_url(endpoint),
             max_retries=0,
             timeout=endpoint.limits.timeout_seconds,
         )

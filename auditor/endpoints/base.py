@@ -14,19 +14,25 @@ __all__ = [
     "ProbeError",
     "Request",
     "Result",
+    "base_url",
     "classify_status",
+    "decoding_params",
     "request_for",
     "result_from_body",
 ]
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 
 from auditor.canary import Canary
 from auditor.config import Endpoint
+from auditor.sdk import DECODING, accepted
 
+log = logging.getLogger("auditor.endpoints")
 ERROR_CLASSES = (
     "timeout",
     "rate_limited",
@@ -39,6 +45,14 @@ ERROR_CLASSES = (
     "config",
 )
 RETRYABLE = frozenset({"timeout", "rate_limited", "server_error", "connection", "bad_response"})
+
+
+DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+def base_url(endpoint: Endpoint) -> str:
+    """Where the endpoint's requests go: its ``base_url``, else the SDK's default."""
+    return endpoint.base_url or DEFAULT_BASE_URL.get(endpoint.provider, "(no base_url)")
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,31 @@ def request_for(endpoint: Endpoint, canary: Canary) -> Request:
         logprobs=wants_logprobs,
         top_logprobs=int(top) if top else None,
     )
+
+
+def decoding_params(provider: str, request: Request) -> dict[str, Any]:
+    """The request's decoding options under the names ``provider``'s SDK gives them.
+
+    Only options the installed SDK takes are sent. The config rejects others on the
+    endpoint, so one here came from a canary's override (written for every endpoint):
+    it is left out for this provider, whose default applies, and logged once.
+    """
+    takes = accepted(provider) or {}
+    params: dict[str, Any] = {}
+    for option in DECODING[provider]:
+        value = getattr(request, option)
+        if value is None:
+            continue
+        if option in takes:
+            params[takes[option]] = value
+        else:
+            _left_out(provider, option)
+    return params
+
+
+@cache
+def _left_out(provider: str, option: str) -> None:
+    log.warning("decoding_option_left_out", extra={"provider": provider, "option": option})
 
 
 def result_from_body(

@@ -13,12 +13,13 @@ from auditor.endpoints.base import (
     ProbeError,
     Request,
     Result,
+    base_url,
     classify_status,
+    decoding_params,
     redact,
     result_from_body,
 )
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "unused"  # sent when the endpoint names no key variable (local servers)
 
 
@@ -27,12 +28,8 @@ def chat_params(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
-        "max_tokens": request.max_tokens,
+        **decoding_params("openai", request),
     }
-    for name in ("temperature", "top_p", "seed", "stop"):
-        value = getattr(request, name)
-        if value is not None:
-            params[name] = value
     if request.logprobs:
         params["logprobs"] = True
         if request.top_logprobs:
@@ -96,7 +93,7 @@ class OpenAIAdapter:
         self._key = endpoint.api_key()
         self._client = openai.AsyncOpenAI(
             api_key=self._key or NO_KEY,
-            base_url=endpoint.base_url or DEFAULT_BASE_URL,
+            base_url=base_url(endpoint),
             max_retries=0,
             timeout=endpoint.limits.timeout_seconds,
         )

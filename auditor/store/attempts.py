@@ -408,7 +408,8 @@ def _percentile(session: Session, base: Any, count: int, q: float) -> float | No
 
 def summarize(session: Session, cycle_id: int,
               prices: dict[int, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """Per endpoint: planned, sent, ok, failed by class, retried, tokens, cost, p50/p95.
+    """Per endpoint: planned, sent, ok, failed by class, retried, tokens, cost, p50/p95,
+    and the last error (class and message) of a failed or skipped attempt.
 
     ``prices`` maps endpoint id to (USD per input token, USD per output token).
     """
@@ -459,6 +460,13 @@ def summarize(session: Session, cycle_id: int,
         count = session.scalar(select(func.count()).select_from(base.subquery())) or 0
         s["p50_ms"] = _percentile(session, base, count, 0.50)
         s["p95_ms"] = _percentile(session, base, count, 0.95)
+        last = session.execute(
+            select(Attempt.error_class, Attempt.error_message).where(
+                Attempt.cycle_id == cycle_id, Attempt.endpoint_id == ep_id,
+                Attempt.status.in_(("failed", "skipped")))
+            .order_by(Attempt.finished_at.desc().nulls_last(), Attempt.id.desc())
+            .limit(1)).first()
+        s["last_error"] = None if last is None else {"class": last[0], "message": last[1]}
     return out
 
 

@@ -50,11 +50,6 @@ def readme_blocks() -> list[str]:
     return [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[[endpoints]]" in b]
 
 
-# The installed anthropic SDK (2.14) takes no ``temperature``; the adapter fix is #11's.
-_ANTHROPIC_TEMPERATURE = pytest.mark.xfail(
-    strict=True, raises=TypeError, reason="anthropic adapter sends temperature (issue #11)")
-
-
 def examples() -> list[Any]:
     """(where, TOML text, endpoint name) of every endpoint in a shipped config."""
     found = [("auditor.example.toml", uncomment(
@@ -63,9 +58,7 @@ def examples() -> list[Any]:
     params = []
     for where, text in found:
         for ep in tomllib.loads(text)["endpoints"]:
-            sampled = ep["provider"] == "anthropic" and "temperature" in ep.get("decoding", {})
-            params.append(pytest.param(where, text, ep["name"], id=f"{where}:{ep['name']}",
-                                       marks=[_ANTHROPIC_TEMPERATURE] if sampled else []))
+            params.append(pytest.param(where, text, ep["name"], id=f"{where}:{ep['name']}"))
     return params
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,8 @@ requests_per_minute = 100000
     return path
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+def _cli(config: Path, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(columns)}
     return subprocess.run([sys.executable, "-m", "auditor", "--config", str(config), *args],
                           cwd=config.parent, env=env, capture_output=True, text=True, timeout=120)
 
@@ -83,3 +84,34 @@ def test_probe_without_once_or_resume_is_a_user_error(tmp_path: Path,
     result = _cli(_config(tmp_path, server), "probe")
     assert result.returncode == 2
     assert "--once" in result.stderr and "Traceback" not in result.stderr
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_at_80_columns_the_summary_keeps_the_error_class_and_message(
+        tmp_path: Path, server: FakeServer) -> None:
+    result = _cli(_config(tmp_path, server), "probe", "--once", columns=80)
+    assert result.returncode == 0, result.stderr
+    out = _words(result.stdout)
+    assert "…" not in result.stdout
+    assert "server_error 1" in out
+    assert "susp: last error server_error: Error code: 500 - injected" in out
+    assert f"({server.url}/v1)" in out
+
+
+def test_endpoint_without_any_answer_names_class_message_url_and_exits_non_zero(
+        tmp_path: Path, server: FakeServer) -> None:
+    config = _config(tmp_path, server)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    config.write_text(config.read_text().replace(f'base_url = "{server.url}"\n',
+                                                 f'base_url = "{closed}"\n'))
+    result = _cli(config, "fingerprint")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = _words(result.stdout)
+    assert "prot: last error connection: ConnectError" in out and f"({closed})" in out
+    assert "no successful answer from prot" in _words(result.stderr)
+    assert "Traceback" not in result.stderr

@@ -108,3 +108,34 @@ def test_sigkill_mid_cycle_then_resume_completes_each_attempt_exactly_once(
         store.close()
     finally:
         server.stop()
+
+
+def test_sigint_right_after_planning_then_once_again_sends_each_attempt_once(
+        tmp_path: Path, sqlite_url: str) -> None:
+    server = FakeServer(delay=0.5).start()
+    try:
+        config = _config(tmp_path, sqlite_url, server, samples=4)
+        config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 1"))
+        proc = _cli(config, "probe", "--once")
+        deadline = time.monotonic() + 60
+        while not server.requests() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first request is out: planned, and the handler is set
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out
+        store = open_store(sqlite_url, migrate=False)
+        try:
+            planned = _count(store)
+            assert planned == 8 and _count(store, Attempt.status == "ok") < planned
+
+            again = _cli(config, "probe", "--once")
+            out, _ = again.communicate(timeout=120)
+            assert again.returncode == 0, out
+            assert "resuming the unfinished probe cycle of crashy" in " ".join(out.split())
+            assert _count(store) == planned  # no second cycle
+            assert _count(store, Attempt.status == "ok") == planned
+            assert len(server.requests()) == planned  # each attempt sent once, in all
+        finally:
+            store.close()
+    finally:
+        server.stop()
