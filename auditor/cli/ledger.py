@@ -8,7 +8,7 @@ import typer
 from sqlalchemy import select
 
 from auditor.cli._common import console, open_session, settings
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, Problem
 from auditor.importer import import_jsonl
 from auditor.store import ledger, sync_endpoints
 from auditor.store.models import Endpoint
@@ -45,7 +45,10 @@ def verify(
         console.print(verify_bundle(bundle, tsa_roots(tsa_ca)).summary())
         return
     if not check_ledger:
-        raise AuditorError("nothing to verify", [])
+        raise AuditorError("nothing to verify", [Problem(
+            "neither a bundle nor --ledger given",
+            fix="`auditor verify BUNDLE` checks a report bundle, `auditor verify --ledger` "
+            "the stored hash chain")])
     with open_session() as session:
         result = ledger.verify(session)
     if not result.ok:
