@@ -68,7 +68,8 @@ def main() -> None:
     try:
         app()
     except AuditorError as exc:
-        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
     except Exception as exc:  # a bug of ours: one line on screen, the traceback in a file
         import tempfile
