@@ -118,11 +118,13 @@ def collect(session: Session, settings: Settings, now: datetime | None = None) -
         if row is not None:
             # the newest cycle with attempts to this endpoint: its own scheduled one, or a
             # `probe --once` / `fingerprint` run that covered several endpoints
-            last_id = session.scalar(
-                select(func.max(Attempt.cycle_id)).join(Cycle, Cycle.id == Attempt.cycle_id)
-                .where(Attempt.endpoint_id == row.id,
-                       Cycle.kind.in_(("probe", "fingerprint"))))
-            cycle = session.get(Cycle, last_id) if last_id is not None else None
+            # (newest cycles first; the slot index answers each exists() at once)
+            cycle = session.scalars(
+                select(Cycle).where(
+                    Cycle.kind.in_(("probe", "fingerprint")),
+                    select(Attempt.id).where(Attempt.cycle_id == Cycle.id,
+                                             Attempt.endpoint_id == row.id).exists())
+                .order_by(Cycle.id.desc()).limit(1)).first()
             if cycle is not None:
                 st.last_cycle_id, st.last_cycle_key = cycle.id, cycle.schedule_key
                 st.last_cycle_status = cycle.status
