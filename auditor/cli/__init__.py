@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from auditor.cli import analyze, canaries, db, demo, ledger, probe, report
+from auditor.cli import abandon, analyze, canaries, db, demo, ledger, probe, report
 from auditor.cli import daemon as daemon_cli
 from auditor.cli._common import console, console_err, state
 from auditor.errors import AuditorError
@@ -59,6 +59,7 @@ probe.register(app)
 report.register(app)
 demo.register(app)
 daemon_cli.register(app)
+abandon.register(app)
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
 from auditor.cli._common import console, console_err, settings, store
 from auditor.errors import AuditorError
-from auditor.probe import CycleRun, RunOptions, prepare, resume
+from auditor.probe import CycleRun, RunOptions, prepare, resume, unloadable
 from auditor.store import Store
 from auditor.store.attempts import UNFINISHED
 from auditor.store.models import Attempt, Endpoint
@@ -76,6 +77,8 @@ def _collect(kind: str, endpoint: list[str] | None, canary: list[str] | None,
                     "do not return log-probabilities)" if planned.skipped_logprob else "")
             console_err.print(f"planned cycle {planned.cycle_id}: "
                               f"{planned.attempts} attempts{note}")
+        for problem in unloadable(st):
+            console_err.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
         names = endpoint or None
         if kind == "fingerprint" and not names:
             names = [e.name for e in s.by_role("protected")]
