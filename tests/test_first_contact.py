@@ -299,7 +299,7 @@ def test_status_shows_the_last_cycle_after_fingerprint_and_probe_once(
 # -- 12. smaller ones -------------------------------------------------------------------------
 
 
-def test_a_repeat_import_says_nothing_new_instead_of_cycle_none(tmp_path: Path) -> None:
+def test_a_repeat_import_says_nothing_imported_instead_of_cycle_none(tmp_path: Path) -> None:
     env = {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
            "AUDITOR_CANARIES_DIR": str(REPO / "canaries")}
     (tmp_path / "auditor.toml").write_text(
@@ -315,4 +315,4 @@ def test_a_repeat_import_says_nothing_new_instead_of_cycle_none(tmp_path: Path) 
     again = run("import", str(data), "--endpoint", "s", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert "None" not in again.stdout
-    assert "nothing new" in words(again.stdout) and "1 already present" in words(again.stdout)
+    assert words(again.stdout) == "nothing imported: all 1 response(s) already present"

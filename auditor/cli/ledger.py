@@ -27,6 +27,9 @@ def import_(
             s.endpoint(endpoint)  # raises with the known names
         assert ep is not None
         result = import_jsonl(session, ep, file)
+    if result.cycle_id is None:
+        console.print(f"nothing imported: all {result.skipped} response(s) already present")
+        return
     console.print(f"imported {result.imported} response(s) into cycle {result.cycle_id}; "
                   f"{result.skipped} already present")
 
