@@ -316,3 +316,14 @@ def test_a_repeat_import_says_nothing_imported_instead_of_cycle_none(tmp_path: P
     assert again.returncode == 0, again.stderr
     assert "None" not in again.stdout
     assert words(again.stdout) == "nothing imported: all 1 response(s) already present"
+
+
+def test_the_readme_import_example_is_a_valid_import_file() -> None:
+    import re
+
+    from auditor.importer import parse_jsonl
+
+    block = re.search(r"```json\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    records = parse_jsonl(block.group(1).splitlines(), "README.md")
+    assert [r.canary_id for r in records] == ["ch-coin", "ch-coin"]
