@@ -81,6 +81,16 @@ def test_a_missing_import_file_is_named_without_a_traceback(tmp_path: Path) -> N
     assert done.returncode != 0 and "missing.jsonl" in words(done.stderr)
 
 
+def test_an_unwritable_log_file_and_an_unknown_suspect_are_errors_not_tracebacks(
+        tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    env = {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    done = run("daemon", "--log-file", str(tmp_path / "afile" / "x.log"), cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "--log-file" in words(done.stderr)
+    done = run("analyze", "--suspect", "nope", cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "no endpoint named 'nope'" in words(done.stderr)
+
+
 # -- 3. a failed verification exits non-zero ------------------------------------------------
 
 
