@@ -70,6 +70,20 @@ def test_a_missing_config_file_is_named_without_a_traceback(tmp_path: Path) -> N
     assert done.returncode == 2 and "nope.toml does not exist" in words(done.stderr)
 
 
+def test_a_config_path_that_is_a_folder_or_not_text_is_named(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    for path in ("adir", "bad.toml"):
+        done = run("--config", path, "status", cwd=tmp_path)
+        assert done.returncode == 2 and f"config file {path} cannot be read" in done.stderr
+
+
+def test_a_path_that_cannot_be_created_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    done = run("demo", "--workdir", str(tmp_path / "afile" / "x"), cwd=tmp_path)
+    assert done.returncode == 2 and "afile" in words(done.stderr) and "fix:" in done.stderr
+
+
 def test_a_missing_import_file_is_named_without_a_traceback(tmp_path: Path) -> None:
     env = {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
            "AUDITOR_CANARIES_DIR": str(REPO / "canaries")}

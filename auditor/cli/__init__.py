@@ -72,6 +72,12 @@ def main() -> None:
         console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
         sys.exit(2)
+    except OSError as exc:  # a path given on the command line or in the config
+        where = f" {exc.filename}" if exc.filename else ""
+        console_err.print(f"[bold red]error:[/] cannot use{escape(where)}: "
+                          f"{escape(exc.strerror or str(exc))} (fix: check the path and "
+                          "its permissions)", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:  # a bug of ours: one line on screen, the traceback in a file
         import tempfile
         import traceback
