@@ -84,12 +84,17 @@ def test_a_path_that_cannot_be_created_is_an_error_naming_it(tmp_path: Path) -> 
     assert done.returncode == 2 and "afile" in words(done.stderr) and "fix:" in done.stderr
 
 
-def test_a_missing_import_file_is_named_without_a_traceback(tmp_path: Path) -> None:
-    env = {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
-           "AUDITOR_CANARIES_DIR": str(REPO / "canaries")}
+def _one_suspect(tmp_path: Path) -> dict[str, str]:
+    """A config with one suspect `s` (nothing listening), the example canaries; the env."""
     (tmp_path / "auditor.toml").write_text(
         '[[endpoints]]\nname = "s"\nprovider = "openai"\nmodel = "m"\nrole = "suspect"\n'
         'base_url = "http://127.0.0.1:9/v1"\n')
+    return {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
+            "AUDITOR_CANARIES_DIR": str(REPO / "canaries")}
+
+
+def test_a_missing_import_file_is_named_without_a_traceback(tmp_path: Path) -> None:
+    env = _one_suspect(tmp_path)
     done = run("import", str(tmp_path / "missing.jsonl"), "--endpoint", "s", cwd=tmp_path,
                env=env)
     assert done.returncode != 0 and "missing.jsonl" in words(done.stderr)
@@ -324,11 +329,7 @@ def test_status_shows_the_last_cycle_after_fingerprint_and_probe_once(
 
 
 def test_a_repeat_import_says_nothing_imported_instead_of_cycle_none(tmp_path: Path) -> None:
-    env = {"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
-           "AUDITOR_CANARIES_DIR": str(REPO / "canaries")}
-    (tmp_path / "auditor.toml").write_text(
-        '[[endpoints]]\nname = "s"\nprovider = "openai"\nmodel = "m"\nrole = "suspect"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n')
+    env = _one_suspect(tmp_path)
     assert run("canaries", "sync", cwd=tmp_path, env=env).returncode == 0
     data = tmp_path / "answers.jsonl"
     data.write_text(json.dumps({"canary_id": "ch-coin", "text": "heads",
