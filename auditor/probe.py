@@ -110,8 +110,6 @@ def _load_canaries(session: Session, ids: Sequence[int]) -> dict[int, Canary | A
         try:
             out[v.id] = stored_canary(v)
         except AuditorError as exc:
-            log.warning("canary_does_not_load", extra={"canary": v.canary_id,
-                                                       "version": v.version})
             out[v.id] = exc
     return out
 
@@ -206,7 +204,11 @@ class _EndpointRun:
                 return
             missing = {c.canary_version_id for c in claimed} - set(self.canaries)
             if missing:
-                self.canaries.update(await self.run.db(_load_canaries, sorted(missing)))
+                loaded = await self.run.db(_load_canaries, sorted(missing))
+                for why in (c for c in loaded.values() if isinstance(c, AuditorError)):
+                    log.warning("canary_does_not_load", extra={"endpoint": self.cfg.name,
+                                                               "error": str(why)})
+                self.canaries.update(loaded)
             for item in claimed:
                 await self.queue.put(item)
 

@@ -73,16 +73,14 @@ _FIX = {
 
 def _unreachable(url: str, backend: str, exc: BaseException) -> AuditorError:
     """One line: the URL without its password, the reason, and the fix."""
-    from auditor.config import _redact_url
-
+    parsed = make_url(url)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
-    password = make_url(url).password
-    if password:
-        first = first.replace(str(password), "***")
+    if parsed.password:
+        first = first.replace(str(parsed.password), "***")
     fix = _FIX.get(backend, "correct database_url (or AUDITOR_DATABASE_URL)")
-    return AuditorError(f"cannot connect to the database {_redact_url(url)}: {first} "
-                        f"(fix: {fix})")
+    return AuditorError(f"cannot connect to the database "
+                        f"{parsed.render_as_string(hide_password=True)}: {first} (fix: {fix})")
 
 
 def check_reachable(engine: Engine) -> None:
