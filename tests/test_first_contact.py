@@ -294,6 +294,14 @@ def test_an_unwritable_sqlite_path_names_the_url_and_the_fix(tmp_path: Path) -> 
     assert "fix:" in text
 
 
+def test_a_sqlite_url_naming_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    done = run("status", cwd=tmp_path,
+               env={"AUDITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'notes.txt'}"})
+    assert done.returncode == 2 and "notes.txt" in words(done.stderr)
+    assert "not a database" in words(done.stderr) and "fix:" in done.stderr
+
+
 def test_an_unmigrated_postgres_database_names_db_upgrade(tmp_path: Path, pg_url: str) -> None:
     done = run("status", cwd=tmp_path, env={"AUDITOR_DATABASE_URL": pg_url})
     assert done.returncode == 2 and "auditor db upgrade" in words(done.stderr)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditor.errors import AuditorError, Problem
@@ -64,8 +64,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 _FIX = {
-    "sqlite": "point database_url (or AUDITOR_DATABASE_URL) at a file in a folder you can "
-              "write, e.g. sqlite:///var/auditor.db",
+    "sqlite": "point database_url (or AUDITOR_DATABASE_URL) at an auditor database, or a new "
+              "file, in a folder you can write, e.g. sqlite:///var/auditor.db",
     "postgresql": "start the PostgreSQL server, or correct user, host, port and database name "
                   "in database_url (or AUDITOR_DATABASE_URL)",
 }
@@ -89,7 +89,7 @@ def check_reachable(engine: Engine) -> None:
     try:
         with engine.connect():
             pass
-    except (OperationalError, OSError) as exc:
+    except (DatabaseError, OSError) as exc:  # OperationalError: server down, no file
         url = engine.url.render_as_string(hide_password=False)
         raise _unreachable(url, engine.url.get_backend_name(), exc) from None
 
