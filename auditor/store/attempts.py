@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from auditor.config import Endpoint as EndpointConfig
@@ -302,7 +302,7 @@ def abandon(session: Session, *, cycle_id: int | None = None,
     """Closes unfinished attempts (all, or those matching every filter given) as
     ``skipped``/``abandoned``; cycles left with nothing to do are marked done. Caller commits.
     Run it with no daemon or probe working on them: a claim holder's answer is then lost."""
-    where = [Attempt.status.in_(UNFINISHED)]
+    where: list[ColumnElement[bool]] = [Attempt.status.in_(UNFINISHED)]
     if cycle_id is not None:
         where.append(Attempt.cycle_id == cycle_id)
     if endpoint_ids is not None:
