@@ -15,8 +15,10 @@ import pytest
 from packaging.requirements import Requirement
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+_PROJECT = tomllib.loads(PYPROJECT.read_text())["project"]
+# the runtime dependencies, and the dev extras the suite itself runs on
 REQUIREMENTS = [Requirement(r) for r in
-                tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]]
+                [*_PROJECT["dependencies"], *_PROJECT["optional-dependencies"]["dev"]]]
 
 
 @pytest.mark.parametrize("req", REQUIREMENTS, ids=lambda r: r.name)
