@@ -79,7 +79,7 @@ def new_alerts(session: Session, settings: Settings) -> list[Alert]:
             kind=KIND_EPROCESS, value=float(state.e_value), threshold=threshold,
             message=(f"suspect {suspect}: monitoring e-value {state.e_value:.4g} reached "
                      f"{threshold:.4g} (1/alpha, alpha={settings.analysis.alpha:g}) against "
-                     f"protected {protected}"),
+                     f"the protected model {protected!r}"),
             created_at=utcnow())
         try:
             with session.begin_nested():  # another daemon may write it first

@@ -124,7 +124,9 @@ class Canary(_Strict):
     tags: list[str] = Field(default_factory=list)
     secret: bool = True
     description: str | None = None
-    expect: dict[str, Any] = Field(default_factory=dict)
+    # validated when absent too: an identity canary without `expect` is rejected here, by
+    # `canaries validate` and by the probe loading a stored version alike
+    expect: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="after")
     def _prompt_and_expect(self) -> Canary:

@@ -514,7 +514,13 @@ def load_settings(explicit: str | Path | None = None) -> Settings:
                 [Problem("not found", file=shown,
                          fix="copy auditor.example.toml to auditor.toml or pass --config PATH")],
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AuditorError(f"config file {shown} cannot be read: {exc}", [Problem(
+                "not a readable UTF-8 text file", file=shown,
+                fix="pass the path of a TOML file with --config (see auditor.example.toml)")],
+            ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

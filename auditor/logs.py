@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from auditor.config import Settings
+from auditor.errors import AuditorError, Problem
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
@@ -127,11 +128,17 @@ def setup_logging(
             old.close()
     handler: logging.Handler
     if file is not None:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
         # WatchedFileHandler reopens the file after logrotate moves it.
         from logging.handlers import WatchedFileHandler
 
-        handler = WatchedFileHandler(str(file), encoding="utf-8")
+        try:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+            handler = WatchedFileHandler(str(file), encoding="utf-8")
+        except OSError as exc:
+            raise AuditorError(f"cannot write the log file {file}: {exc.strerror or exc}",
+                               [Problem("not writable", str(file),
+                                        fix="give --log-file a path in a folder you can "
+                                        "write")]) from None
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _HANDLER_FLAG, True)

@@ -60,7 +60,7 @@ from auditor.ratelimit import (
     SharedLimiters,
     retry_after,
 )
-from auditor.registry import load_registry, sync_registry
+from auditor.registry import load_registry, stored_canary, sync_registry
 from auditor.store import Store, sync_endpoints
 from auditor.store import attempts as at
 from auditor.store.models import Attempt, CanaryVersion, Cycle, Endpoint, utcnow
@@ -114,9 +114,25 @@ class _Db:
         self.pool.shutdown(wait=True)
 
 
-def _load_canaries(session: Session, ids: Sequence[int]) -> dict[int, Canary]:
-    return {v.id: Canary.model_validate(v.content) for v in session.scalars(
-        select(CanaryVersion).where(CanaryVersion.id.in_(list(ids))))}
+def _load_canaries(session: Session, ids: Sequence[int]) -> dict[int, Canary | AuditorError]:
+    """The versions as canaries; one that no longer loads maps to why (its attempts are
+    skipped, the rest of the cycle goes on)."""
+    out: dict[int, Canary | AuditorError] = {}
+    for v in session.scalars(select(CanaryVersion).where(CanaryVersion.id.in_(list(ids)))):
+        try:
+            out[v.id] = stored_canary(v)
+        except AuditorError as exc:
+            out[v.id] = exc
+    return out
+
+
+def unloadable(store: Store) -> list[AuditorError]:
+    """Why each version that unfinished attempts point at does not load (none: empty)."""
+    with store.session() as session:
+        ids = session.scalars(select(Attempt.canary_version_id)
+                              .where(Attempt.status.in_(at.UNFINISHED)).distinct())
+        return [c for c in _load_canaries(session, list(ids)).values()
+                if isinstance(c, AuditorError)]
 
 
 class _Recorder:
@@ -175,7 +191,7 @@ class _EndpointRun:
         two_seconds = int(cfg.limits.requests_per_minute / 30)
         self.batch = run.options.claim_batch or max(2 * conc, min(256, two_seconds))
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.batch)
-        self.canaries: dict[int, Canary] = {}
+        self.canaries: dict[int, Canary | AuditorError] = {}
         self.warm = asyncio.Event()
         self.warming = False
 
@@ -204,7 +220,11 @@ class _EndpointRun:
                 return
             missing = {c.canary_version_id for c in claimed} - set(self.canaries)
             if missing:
-                self.canaries.update(await self.run.db(_load_canaries, sorted(missing)))
+                loaded = await self.run.db(_load_canaries, sorted(missing))
+                for why in (c for c in loaded.values() if isinstance(c, AuditorError)):
+                    log.warning("canary_does_not_load", extra={"endpoint": self.cfg.name,
+                                                               "error": str(why)})
+                self.canaries.update(loaded)
             for item in claimed:
                 await self.queue.put(item)
 
@@ -266,7 +286,11 @@ class _EndpointRun:
             return None, ProbeError("connection", f"{type(exc).__name__}: {exc}")
 
     async def _attempt(self, item: at.Claimed) -> at.Outcome | None:
-        request = request_for(self.cfg, self.canaries[item.canary_version_id])
+        canary = self.canaries[item.canary_version_id]
+        if isinstance(canary, AuditorError):
+            return self._outcome(item, "skipped", item.tries, error_class="bad_canary",
+                                 error_message=str(canary)[:2000])
+        request = request_for(self.cfg, canary)
         estimate = request.estimated_tokens()
         prompt_estimate = estimate - request.max_tokens
         tries, started = item.tries, None

@@ -16,6 +16,8 @@ __all__ = [
     "commit_registry",
     "live_versions",
     "load_registry",
+    "retire",
+    "stored_canary",
     "sync_registry",
     "unseal",
 ]
@@ -252,6 +254,40 @@ def live_versions(session: Session) -> list[CanaryVersion]:
             .order_by(CanaryVersion.canary_id)
         )
     )
+
+
+def stored_canary(version: CanaryVersion) -> Canary:
+    """A stored version as a Canary, through the same schema ``load_registry`` checks files
+    with; a version an older auditor let through raises an AuditorError naming the fix."""
+    try:
+        return Canary.model_validate(version.content)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'canary'}: "
+            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise AuditorError(
+            f"canary {version.canary_id!r} version {version.version} in the store does not "
+            f"load ({detail}); its attempts are skipped",
+            [Problem("stored by an auditor that checked less", version.source_file,
+                     fix=f"`auditor canaries retire {version.canary_id}`, then fix or remove "
+                     "it in the canary files")]) from None
+
+
+def retire(session: Session, canary_id: str) -> list[CanaryVersion]:
+    """Retires the canary's live version(s); the next cycles no longer plan it. Caller
+    commits. ``sync_registry`` stores it again while it is still in the canary files."""
+    versions = list(session.scalars(
+        select(CanaryVersion).where(CanaryVersion.canary_id == canary_id)))
+    if not versions:
+        raise AuditorError(f"no canary {canary_id!r} in the store",
+                           [Problem("never synced", fix="check the id with "
+                                    "`auditor canaries list`")])
+    now = utcnow()
+    live = [v for v in versions if v.retired_at is None]
+    for v in live:
+        v.retired_at = now
+    session.flush()
+    return versions
 
 
 def sync_registry(session: Session, registry: Registry | Iterable[Canary]) -> SyncResult:

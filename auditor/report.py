@@ -123,10 +123,18 @@ def select_verdict(session: Session, req: ReportRequest) -> tuple[Verdict, Endpo
     verdict = session.scalars(q.order_by(Verdict.created_at.desc(), Verdict.id.desc())).first()
     if verdict is None:
         against = f" against {req.protected!r}" if req.protected else ""
+        if suspect.role == "control":  # plain `analyze` scores only role = "suspect"
+            problem = Problem(f"{req.suspect!r} is a control: `auditor analyze` scores it only "
+                              "when asked", fix=f"run `auditor analyze --suspect {req.suspect}` "
+                              "to score it as a pseudo-suspect, or name a suspect")
+        elif suspect.role == "protected":
+            problem = Problem(f"{req.suspect!r} is the protected model, not a suspect",
+                              fix="name a suspect endpoint (role = \"suspect\")")
+        else:
+            problem = Problem("the report presents a stored analysis; there is none yet",
+                              fix="run `auditor analyze` first (or widen --since/--until)")
         raise AuditorError(
-            f"no verdict for suspect {req.suspect!r}{against} in the chosen window",
-            [Problem("the report presents a stored analysis; there is none yet",
-                     fix="run `auditor analyze` first (or widen --since/--until)")])
+            f"no verdict for suspect {req.suspect!r}{against} in the chosen window", [problem])
     protected = session.get(Endpoint, verdict.protected_id)
     assert protected is not None
     return verdict, suspect, protected

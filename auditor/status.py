@@ -79,9 +79,10 @@ class Status:
         return out
 
 
-def _outcome(session: Session, cycle: Cycle) -> dict[str, Any]:
+def _outcome(session: Session, cycle: Cycle, endpoint_id: int) -> dict[str, Any]:
     rows = session.execute(
-        select(Attempt.status, func.count()).where(Attempt.cycle_id == cycle.id)
+        select(Attempt.status, func.count())
+        .where(Attempt.cycle_id == cycle.id, Attempt.endpoint_id == endpoint_id)
         .group_by(Attempt.status)).tuples().all()
     counts = {status: int(n) for status, n in rows}
     pending = sum(counts.get(s, 0) for s in UNFINISHED)
@@ -115,15 +116,21 @@ def collect(session: Session, settings: Settings, now: datetime | None = None) -
                             daily_budget_usd=ep.limits.daily_budget_usd)
         row = rows.get(ep.name)
         if row is not None:
+            # the newest cycle with attempts to this endpoint: its own scheduled one, or a
+            # `probe --once` / `fingerprint` run that covered several endpoints
+            # (newest cycles first; the slot index answers each exists() at once)
             cycle = session.scalars(
-                select(Cycle).where(Cycle.endpoint_id == row.id, Cycle.kind == "probe")
+                select(Cycle).where(
+                    Cycle.kind.in_(("probe", "fingerprint")),
+                    select(Attempt.id).where(Attempt.cycle_id == Cycle.id,
+                                             Attempt.endpoint_id == row.id).exists())
                 .order_by(Cycle.id.desc()).limit(1)).first()
             if cycle is not None:
                 st.last_cycle_id, st.last_cycle_key = cycle.id, cycle.schedule_key
                 st.last_cycle_status = cycle.status
                 st.last_cycle_planned_at = cycle.planned_at
                 st.last_cycle_finished_at = cycle.finished_at
-                st.last_cycle_outcome = _outcome(session, cycle)
+                st.last_cycle_outcome = _outcome(session, cycle, row.id)
             st.failures_last_day = failures.get(row.id, {})
             p, c = tokens.get(row.id, (0, 0))
             st.spent_today_usd = round((p * ep.limits.price_per_million_input_tokens

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
+from auditor.alerts import new_alerts
 from auditor.bundle import verify_bundle
-from auditor.demo.run import run_demo
+from auditor.demo.run import alert_lines, run_demo
+from auditor.store import Store, sync_endpoints
+from auditor.store.models import MonitorState
+from tests.factories import settings_with
 
 
 def test_demo_flags_the_distilled_student_and_not_the_independent_suspect(tmp_path: Path) -> None:
@@ -22,3 +28,19 @@ def test_demo_flags_the_distilled_student_and_not_the_independent_suspect(tmp_pa
     # the misbehaving endpoint was handled, and the summary says so
     assert any(k.startswith("failed:") or k == "retried" for k in result.bad_news["control-e"])
     assert any("misbehaves" in m for m in messages)
+
+
+def test_the_alert_line_shows_the_e_value_now_and_names_the_protected_model_once(
+        store: Store) -> None:
+    settings = settings_with({"protected": "protected", "student": "suspect"})
+    with store.session() as s:
+        rows = sync_endpoints(s, settings)
+        s.add(MonitorState(suspect_id=rows["student"].id, protected_id=rows["protected"].id,
+                           state={}, e_value=25.0))
+        s.flush()
+        (alert,) = new_alerts(s, settings)  # the first run crosses 1/alpha = 20
+    with store.session() as s:  # a second demo run on the same store: the e-value grew
+        s.scalars(select(MonitorState)).one().e_value = 480.0
+    (line,) = alert_lines(store)
+    assert "480" in line and "25" not in line.split("raised")[0]
+    assert "protected protected" not in line and "student" in line

@@ -73,6 +73,8 @@ def analyze(
     from auditor.analysis import analyze_all
 
     s = settings()
+    for name in suspect or []:
+        s.endpoint(name)  # an unknown name is an error naming the known ones
     with open_session() as session:
         sync_endpoints(session, s)
         verdicts = analyze_all(session, s, suspects=suspect or None)

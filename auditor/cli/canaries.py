@@ -16,6 +16,7 @@ from auditor.registry import (
     commit_registry,
     live_versions,
     load_registry,
+    retire,
     sync_registry,
     unseal,
 )
@@ -69,6 +70,24 @@ def sync() -> None:
         result = sync_registry(session, reg)
     console.print(f"{len(result.created)} new version(s), {len(result.retired)} retired, "
                   f"{result.unchanged} unchanged")
+
+
+@app.command("retire")
+def retire_(
+    canary_id: str = typer.Argument(..., help="The canary to stop using."),
+) -> None:
+    """Retire a canary's stored version and abandon its unfinished attempts.
+
+    Cycles planned from now on leave it out. Remove it from the canary files too: while it
+    is still there, the next sync stores it again.
+    """
+    from auditor.store.attempts import abandon
+
+    with open_session() as session:
+        versions = retire(session, canary_id)
+        n = abandon(session, canary_version_ids=[v.id for v in versions])
+    console.print(f"retired {canary_id} (versions {', '.join(str(v.version) for v in versions)})"
+                  f"; {n} unfinished attempt(s) abandoned")
 
 
 @app.command()

@@ -27,6 +27,9 @@ def import_(
             s.endpoint(endpoint)  # raises with the known names
         assert ep is not None
         result = import_jsonl(session, ep, file)
+    if result.cycle_id is None:
+        console.print(f"nothing imported: all {result.skipped} response(s) already present")
+        return
     console.print(f"imported {result.imported} response(s) into cycle {result.cycle_id}; "
                   f"{result.skipped} already present")
 
@@ -54,7 +57,10 @@ def verify(
         console.print(verify_bundle(bundle, tsa_roots(tsa_ca), keys).summary())
         return
     if not check_ledger:
-        raise AuditorError("nothing to verify", [])
+        raise AuditorError("nothing to verify", [Problem(
+            "neither a bundle nor --ledger given",
+            fix="`auditor verify BUNDLE` checks a report bundle, `auditor verify --ledger` "
+            "the stored hash chain")])
     with open_session() as session:
         result = ledger.verify(session)
     if not result.ok:

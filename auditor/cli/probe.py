@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,7 +20,7 @@ from auditor.cli._common import console, console_err, settings, store
 from auditor.config import Settings
 from auditor.endpoints import base_url
 from auditor.errors import AuditorError
-from auditor.probe import CycleRun, RunOptions, prepare, resume
+from auditor.probe import CycleRun, RunOptions, prepare, resume, unloadable
 from auditor.store import Store
 from auditor.store.attempts import UNFINISHED
 from auditor.store.models import Attempt, Cycle, Endpoint
@@ -108,6 +109,8 @@ def _collect(kind: str, endpoint: list[str] | None, canary: list[str] | None,
             names = [e.name for e in s.by_role("protected")]
         if plan:
             _plan(st, s, kind, endpoint, canary, new_cycle)
+        for problem in unloadable(st):
+            console_err.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
         # The recorder's thread waits for the GIL after each SQLite call; a shorter switch
         # interval than the default 5 ms lets it get on while the event loop is busy.
         sys.setswitchinterval(0.001)

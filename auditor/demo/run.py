@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "alert_lines", "run_demo"]
 
 import os
 import signal
@@ -22,7 +22,7 @@ from auditor.demo.setup import DEMO_ENDPOINTS, FLAKY, write_canaries, write_conf
 from auditor.demo.world import build_models, distill, harvest_prompts
 from auditor.errors import AuditorError
 from auditor.store import open_store, sync_endpoints
-from auditor.store.models import Alert, Attempt, Cycle, Endpoint
+from auditor.store.models import Alert, Attempt, Cycle, Endpoint, MonitorState
 
 Say = Callable[[str], None]
 
@@ -185,13 +185,23 @@ def _analyse_and_report(
     if report:
         bundle, zip_path, verified = _report(settings, store, say)
     return DemoResult(
-        rows, _bad_news(store), {}, bundle, zip_path, verified, _alerts(store), 0, 0.0, table
+        rows, _bad_news(store), {}, bundle, zip_path, verified, alert_lines(store), 0, 0.0, table
     )
 
 
-def _alerts(store: Any) -> list[str]:
+def alert_lines(store: Any) -> list[str]:
+    """One line per raised alert with the pair's e-value now: an alert row is written once,
+    on the first crossing, so its own message keeps the first run's value."""
     with store.session() as s:
-        return [a.message for a in s.scalars(select(Alert))]
+        names = dict(s.execute(select(Endpoint.id, Endpoint.name)).tuples().all())
+        rows = s.execute(
+            select(Alert, MonitorState.e_value).join(
+                MonitorState, (MonitorState.suspect_id == Alert.suspect_id)
+                & (MonitorState.protected_id == Alert.protected_id))
+            .order_by(Alert.id)).tuples().all()
+        return [f"suspect {names[a.suspect_id]}: monitoring e-value {e:.4g} (alarm at "
+                f"{a.threshold:.4g}) against the protected model {names[a.protected_id]!r}; "
+                f"raised {a.created_at:%Y-%m-%d %H:%M:%S}Z" for a, e in rows]
 
 
 def _report(settings: Any, store: Any, say: Say) -> tuple[Path, Path, str]:

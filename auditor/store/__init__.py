@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditor.config import Settings
+from auditor.errors import AuditorError
 from auditor.store import db
 from auditor.store.models import Endpoint
 
@@ -39,6 +40,11 @@ def open_store(settings: Settings | str, *, migrate: bool | None = None) -> Stor
     """
     url = settings if isinstance(settings, str) else settings.resolved_database_url()
     engine = db.make_engine(url)
+    try:
+        db.check_reachable(engine)
+    except AuditorError:
+        engine.dispose()
+        raise
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
     if migrate and db.current_revision(engine) != db.head_revision():

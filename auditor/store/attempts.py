@@ -21,6 +21,7 @@ __all__ = [
     "Claimed",
     "Outcome",
     "Planned",
+    "abandon",
     "claim",
     "finish_if_done",
     "plan_cycle",
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from auditor.config import Endpoint as EndpointConfig
@@ -292,6 +293,31 @@ def skip_remaining(session: Session, cycle_id: int, endpoint_id: int, *,
         .values(status="skipped", error_class=error_class, error_message=message,
                 claimed_by=None, lease_until=None, finished_at=now)
         .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def abandon(session: Session, *, cycle_id: int | None = None,
+            endpoint_ids: Sequence[int] | None = None,
+            canary_version_ids: Sequence[int] | None = None) -> int:
+    """Closes unfinished attempts (all, or those matching every filter given) as
+    ``skipped``/``abandoned``; cycles left with nothing to do are marked done. Caller commits.
+    Run it with no daemon or probe working on them: a claim holder's answer is then lost."""
+    where: list[ColumnElement[bool]] = [Attempt.status.in_(UNFINISHED)]
+    if cycle_id is not None:
+        where.append(Attempt.cycle_id == cycle_id)
+    if endpoint_ids is not None:
+        where.append(Attempt.endpoint_id.in_(list(endpoint_ids)))
+    if canary_version_ids is not None:
+        where.append(Attempt.canary_version_id.in_(list(canary_version_ids)))
+    cycles = list(session.scalars(select(Attempt.cycle_id).where(*where).distinct()))
+    result = session.execute(
+        update(Attempt).where(*where)
+        .values(status="skipped", error_class="abandoned",
+                error_message="abandoned by `auditor abandon` or `auditor canaries retire`",
+                claimed_by=None, lease_until=None, finished_at=utcnow())
+        .execution_options(synchronize_session=False))
+    for c in cycles:
+        finish_if_done(session, c)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["connect", "current_revision", "downgrade", "head_revision", "make_engine", "upgrade"]
+__all__ = ["check_reachable", "connect", "current_revision", "downgrade", "head_revision",
+           "make_engine", "upgrade"]
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditor.errors import AuditorError, Problem
@@ -48,7 +50,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database
         if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _unreachable(url, parsed.get_backend_name(), exc) from None
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -56,6 +61,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+_FIX = {
+    "sqlite": "point database_url (or AUDITOR_DATABASE_URL) at an auditor database, or a new "
+              "file, in a folder you can write, e.g. sqlite:///var/auditor.db",
+    "postgresql": "start the PostgreSQL server, or correct user, host, port and database name "
+                  "in database_url (or AUDITOR_DATABASE_URL)",
+}
+
+
+def _unreachable(url: str, backend: str, exc: BaseException) -> AuditorError:
+    """One line: the URL without its password, the reason, and the fix."""
+    parsed = make_url(url)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    if parsed.password:
+        first = first.replace(str(parsed.password), "***")
+    fix = _FIX.get(backend, "correct database_url (or AUDITOR_DATABASE_URL)")
+    return AuditorError(f"cannot connect to the database "
+                        f"{parsed.render_as_string(hide_password=True)}: {first} (fix: {fix})")
+
+
+def check_reachable(engine: Engine) -> None:
+    """Opens one connection; a server that is down or a file that cannot be created
+    becomes an AuditorError naming the URL (password masked) and the fix."""
+    try:
+        with engine.connect():
+            pass
+    except (DatabaseError, OSError) as exc:  # OperationalError: server down, no file
+        url = engine.url.render_as_string(hide_password=False)
+        raise _unreachable(url, engine.url.get_backend_name(), exc) from None
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

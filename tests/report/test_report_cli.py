@@ -64,5 +64,30 @@ def test_keys_init_then_report_then_verify(config: Path, tmp_path: Path) -> None
 
 def test_report_for_an_unanalysed_suspect_says_to_run_analyze(config: Path) -> None:
     assert _auditor(config, "keys", "init").returncode == 0
+    with config.open("a") as fh:
+        fh.write('[[endpoints]]\nname = "sus2"\nprovider = "openai"\nmodel = "m"\n'
+                 'role = "suspect"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    # analyze stores the endpoint's row; with no responses there is no verdict
+    assert _auditor(config, "analyze", "--suspect", "sus2").returncode == 0
+    done = _auditor(config, "report", "--suspect", "sus2")
+    assert done.returncode != 0 and "run `auditor analyze` first" in done.stderr
+
+
+def test_report_for_a_control_says_how_to_score_it_not_plain_analyze(config: Path) -> None:
+    assert _auditor(config, "keys", "init").returncode == 0
     done = _auditor(config, "report", "--suspect", "ctl-alpha")
-    assert done.returncode != 0 and "auditor analyze" in done.stderr
+    assert done.returncode != 0 and "is a control" in done.stderr
+    assert "auditor analyze --suspect ctl-alpha" in done.stderr
+
+
+def test_verify_exits_nonzero_on_a_tampered_bundle(config: Path, tmp_path: Path) -> None:
+    assert _auditor(config, "keys", "init").returncode == 0
+    out = tmp_path / "bundles"
+    done = _auditor(config, "report", "--suspect", "sus", "--format", "json", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    (bundle,) = [p for p in out.iterdir() if p.is_dir()]
+    assert _auditor(config, "verify", str(bundle)).returncode == 0
+    (bundle / "verdict.json").write_text("{}")
+    check = _auditor(config, "verify", str(bundle))
+    assert check.returncode != 0 and "verdict.json" in check.stderr
+    assert "Traceback" not in check.stderr
