@@ -65,6 +65,18 @@ class Metrics:
             "auditor_last_verdict_significant", "1 if the latest verdict is significant.",
             ["suspect", "protected", "method"], registry=r)
         self.alerts = Counter("auditor_alerts", "Alerts this process wrote.", registry=r)
+        self.analysis_failures = Counter(
+            "auditor_analysis_failures", "Analysis failures, by (suspect, protected) pair and "
+            "channel ('*': the whole pair; all three '*': the whole analysis).",
+            ["suspect", "protected", "channel"], registry=r)
+        self.analysis_left_out = Gauge(
+            "auditor_analysis_channel_left_out", "1 while a channel is left out of the pair's "
+            "verdict for lack of controls or data (latest analysis).",
+            ["suspect", "protected", "channel"], registry=r)
+        self.analysis_ok = Gauge(
+            "auditor_last_analysis_ok_timestamp_seconds",
+            "When the last analysis run by this process ended without failure (Unix time).",
+            registry=r)
         self.reloads = Counter("auditor_reloads", "Config and registry reloads, by result.",
                                ["result"], registry=r)
         self.heartbeat = Gauge("auditor_heartbeat_timestamp_seconds",

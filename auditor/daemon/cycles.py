@@ -129,8 +129,33 @@ def observe_cycle(store: Store, metrics: Metrics, cycle_id: int) -> None:
             metrics.observe_attempt(names.get(ep_id, "?"), status, error_class, latency)
 
 
+def _report_problems(problems: list[Any], metrics: Metrics | None) -> int:
+    """One log line per channel or pair without a result; failures counted. -> failures."""
+    failures = 0
+    if metrics is not None:
+        metrics.analysis_left_out.clear()
+    for p in problems:
+        fields = {"suspect": p.suspect, "protected": p.protected, "channel": p.channel,
+                  "reason": p.reason}
+        if p.failed:
+            failures += 1
+            log.error(f"analysis failed for {p.pair}; the other pairs and channels went on",
+                      extra=fields)
+            if metrics is not None:
+                metrics.analysis_failures.labels(p.suspect, p.protected, p.channel).inc()
+        else:
+            log.warning(f"channel {p.channel} left out of the verdict of {p.pair}",
+                        extra=fields)
+            if metrics is not None:
+                metrics.analysis_left_out.labels(p.suspect, p.protected, p.channel).set(1)
+    return failures
+
+
 def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> dict[str, Any]:
-    """Runs the analysis (if enabled and installed), then writes and delivers alerts."""
+    """Runs the analysis (if enabled and installed), then writes and delivers alerts.
+
+    A failing analysis is logged and counted; the alerts are checked and delivered anyway.
+    """
     out: dict[str, Any] = {"analysis": "off"}
     if settings.daemon.analyze_after_cycle:
         analyze = analysis_hook()
@@ -138,11 +163,26 @@ def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> di
             log.debug("analysis stage not installed; skipped")
             out["analysis"] = "missing"
         else:
-            with store.session() as session:
-                verdicts = analyze(session, settings)
-            out["analysis"] = "ok"
-            out["verdicts"] = len(verdicts or [])
-            log.info("analysis done", extra={"verdicts": out["verdicts"]})
+            problems: list[Any] = []
+            try:
+                with store.session() as session:
+                    verdicts = analyze(session, settings, problems=problems)
+            except Exception as exc:
+                out["analysis"] = "failed"
+                log.error("analysis failed; tried again after the next cycle", extra={
+                    "suspect": "*", "protected": "*",
+                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+                if metrics is not None:
+                    metrics.analysis_failures.labels("*", "*", "*").inc()
+            else:
+                failures = _report_problems(problems, metrics)
+                out["analysis"] = "ok" if not failures else "partial"
+                out["verdicts"] = len(verdicts or [])
+                out["problems"] = len(problems)
+                if metrics is not None and not failures:
+                    metrics.analysis_ok.set_to_current_time()
+                log.info("analysis done", extra={"verdicts": out["verdicts"],
+                                                 "left_out_or_failed": len(problems)})
     with store.session() as session:
         created = alerts.new_alerts(session, settings)
     with store.session() as session:
