@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from auditor.store.models import Endpoint, MonitorState, Verdict
+from auditor.store.models import Alert, Endpoint, MonitorState, Verdict
 
 log = logging.getLogger("auditor.metrics")
 
@@ -77,6 +77,9 @@ class Metrics:
             "auditor_last_analysis_ok_timestamp_seconds",
             "When the last analysis run by this process ended without failure (Unix time).",
             registry=r)
+        self.alerts_undeliverable = Gauge(
+            "auditor_alerts_undeliverable", "Alerts some webhook refused max_deliveries times "
+            "(offered again once per resume_after_seconds), from the store.", registry=r)
         self.reloads = Counter("auditor_reloads", "Config and registry reloads, by result.",
                                ["result"], registry=r)
         self.heartbeat = Gauge("auditor_heartbeat_timestamp_seconds",
@@ -102,6 +105,11 @@ class Metrics:
         for state in session.scalars(select(MonitorState)):
             self.e_value.labels(suspect=names.get(state.suspect_id, "?"),
                                 protected=names.get(state.protected_id, "?")).set(state.e_value)
+        self.alerts_undeliverable.set(sum(
+            1 for delivery in session.scalars(select(Alert.delivery)
+                                              .where(Alert.delivered_at.is_(None)))
+            if any(isinstance(v, dict) and v.get("undeliverable")
+                   for v in (delivery or {}).values())))
         latest = (select(Verdict.suspect_id, Verdict.protected_id, Verdict.method,
                          func.max(Verdict.id).label("id"))
                   .group_by(Verdict.suspect_id, Verdict.protected_id, Verdict.method).subquery())
