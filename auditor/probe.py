@@ -167,10 +167,13 @@ class _EndpointRun:
         workers = [asyncio.create_task(self._work()) for _ in range(self.cfg.limits.concurrency)]
         try:
             await self._feed()
-        finally:
             for _ in workers:
                 await self.queue.put(None)
             await asyncio.gather(*workers)
+        finally:  # when cancelled (a stop): the workers are cancelled and awaited too
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         if self.budget.exhausted:
             n = await self.run.db(at.skip_remaining, self.run.cycle_id, self.endpoint_id,
                                   error_class="budget",
@@ -359,7 +362,7 @@ class _CycleRunner:
 
     async def run(self, only: Sequence[str] | None) -> CycleRun:
         owned: list[Adapter] = []
-        renewer = recorder = None
+        renewer = recorder = sending = None
         try:
             names = await self.db(_cycle_start, self.cycle_id)
             runs = []
@@ -400,6 +403,9 @@ class _CycleRunner:
                                          "recorded": self.recorder.recorded})
             return CycleRun(self.cycle_id, done, self.recorder.recorded, summary)
         finally:
+            if sending is not None and not sending.done():  # cancelled: stop the senders
+                sending.cancel()  # before the database they record into closes
+                await asyncio.gather(sending, return_exceptions=True)
             if recorder is not None and not recorder.done():
                 recorder.cancel()
             if renewer is not None:

@@ -47,6 +47,8 @@ from auditor.store.models import Cycle, utcnow
 log = logging.getLogger("auditor.daemon")
 
 MAX_PARALLEL_CYCLES = 16
+# After the grace period: time to record interrupted attempts and the stop, once each.
+STOP_SETTLE_SECONDS = 2.0
 
 
 class _CountingAdapter:
@@ -205,34 +207,30 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     async def _shutdown(self) -> None:
-        loop = asyncio.get_running_loop()
+        """In-flight requests get the whole grace period to finish and be recorded; then
+        the rest is cancelled and recorded as interrupted (``STOP_SETTLE_SECONDS`` at
+        most), and every task of the process is cancelled and awaited."""
         grace = self.settings.daemon.shutdown_grace_seconds
-        deadline = loop.time() + grace
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for task in self._background:
-            if task.get_name() != "heartbeat":
-                task.cancel()
+        await _cancel([t for t in self._background if t.get_name() != "heartbeat"])
         running = [task for task, _ in self.cycle_tasks.values()]
         if running:
-            # In-flight requests may finish (and be recorded) within the grace period; the
-            # last second or so is kept for interrupting and recording the rest.
-            _done, pending = await asyncio.wait(running, timeout=max(0.0, grace * 0.8 - 0.5))
-            for task in pending:
-                task.cancel()
-            interrupted = sorted(n for n, (t, _) in self.cycle_tasks.items() if t in pending)
+            _done, pending = await asyncio.wait(running, timeout=grace) if grace > 0 else (
+                set(), set(running))
             if pending:
+                interrupted = sorted(n for n, (t, _) in self.cycle_tasks.items()
+                                     if t in pending)
                 log.warning("grace period over: interrupting in-flight cycles; their "
                             "unfinished attempts resume at the next start",
                             extra={"cycles": interrupted})
-                await asyncio.wait(pending, timeout=max(0.2, deadline - loop.time() - 0.3))
-        for task in self._background:
-            task.cancel()
-        if self._analysis is not None and not self._analysis.done():
-            self._analysis.cancel()  # its thread finishes or is abandoned at exit
+                await _cancel(pending, STOP_SETTLE_SECONDS)
+        await _cancel(self._background)
+        if self._analysis is not None:  # its thread finishes or is abandoned at exit
+            await _cancel([self._analysis], 0.5)
         try:
             await asyncio.wait_for(asyncio.to_thread(self._write_beat, "stopped", False),
-                                   timeout=max(0.2, deadline - loop.time()))
+                                   timeout=STOP_SETTLE_SECONDS)
         except Exception as exc:
             log.warning("could not record the stop", extra={"error": type(exc).__name__})
         if self.served is not None:
@@ -542,6 +540,22 @@ class Daemon:
                 return
 
 
+async def _cancel(tasks: Any, timeout: float | None = None) -> None:
+    """Cancels ``tasks`` and waits (up to ``timeout``) until they have ended."""
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
+async def _cancel_leftovers() -> None:
+    """Tasks still pending when the daemon returns (a job's firing, say) are cancelled
+    and awaited: none is destroyed pending when the loop closes."""
+    me = asyncio.current_task()
+    await _cancel([t for t in asyncio.all_tasks() if t is not me], STOP_SETTLE_SECONDS)
+
+
 def run_blocking(daemon: Daemon, on_exit: Callable[[int], None] | None = None) -> int:
     """Runs ``daemon`` on a fresh event loop; returns its exit code.
 
@@ -553,6 +567,7 @@ def run_blocking(daemon: Daemon, on_exit: Callable[[int], None] | None = None) -
         code = loop.run_until_complete(daemon.run())
     finally:
         try:
+            loop.run_until_complete(_cancel_leftovers())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from daemon.helpers import Proc, canaries, start, wait_for, write_canaries, write_config
 from probe.servers import FakeServer
@@ -151,10 +154,12 @@ def test_sigterm_exits_zero_within_the_grace_period_and_leaves_no_claim(
     server = FakeServer(delay=30.0, record=False).start()  # answers never come in time
     try:
         db = f"sqlite:///{tmp_path / 'a.db'}"
-        write_canaries(tmp_path / "canaries", canaries(4))
+        # more attempts than the workers and their queue hold: the feeder waits too
+        write_canaries(tmp_path / "canaries", canaries(12))
         cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1h",
                            daemon={"shutdown_grace_seconds": 2, "misfire_grace_seconds": 7200},
-                           limits={"timeout_seconds": 60})
+                           limits={"timeout_seconds": 60, "concurrency": 2,
+                                   "requests_per_minute": 600})
         daemon = start(tmp_path, "daemon", cfg, "daemon")
         procs.append(daemon)
         wait_for(lambda: daemon.messages("started"), 30, what="the start", procs=[daemon])
@@ -179,7 +184,61 @@ def test_sigterm_exits_zero_within_the_grace_period_and_leaves_no_claim(
             assert "running" not in statuses
             assert statuses <= {"planned", "interrupted"}
             assert beat.status == "stopped"
+            # an orderly stop: every task cancelled and awaited, nothing left "pending"
+            lines = daemon.lines()
+            assert not [r for r in lines if r.get("level") in ("error", "critical", "raw")]
+            assert not [r for r in lines if "Task was destroyed" in r.get("msg", "")]
         finally:
             store.close()
     finally:
+        server.stop()
+
+
+class _GatedServer(FakeServer):
+    """Holds every answer until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(record=False)
+        self.gate = threading.Event()
+        self.arrived = 0
+
+    async def _respond(self, method: str, path: str, body: dict[str, Any] | None,
+                       writer: asyncio.StreamWriter) -> bool:
+        self.arrived += 1
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        return await super()._respond(method, path, body, writer)
+
+
+def test_in_flight_requests_get_the_whole_grace_period_to_finish_and_be_recorded(
+        tmp_path: Path, procs: list[Proc]) -> None:
+    """The grace once was 0.8 x grace - 0.5 s: 2.7 s of 4 s."""
+    server = _GatedServer().start()
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(1))
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1h",
+                           daemon={"shutdown_grace_seconds": 4, "misfire_grace_seconds": 7200,
+                                   "analyze_after_cycle": False},
+                           limits={"timeout_seconds": 60})
+        daemon = start(tmp_path, "daemon", cfg, "daemon")
+        procs.append(daemon)
+        wait_for(lambda: daemon.messages("started"), 30, what="the start", procs=[daemon])
+        store = open_store(db)
+        try:
+            wait_for(lambda: server.arrived, 30, 0.02, "the request on the wire", [daemon])
+            daemon.signal(signal.SIGTERM)
+            wait_for(lambda: daemon.messages("stop requested: no new work; in-flight "
+                                             "requests get the grace period"), 10)
+            time.sleep(3.0)  # past the old 2.7 s, within the 4 s grace
+            server.gate.set()
+            assert daemon.popen.wait(20) == 0
+            with store.session() as s:
+                statuses = list(s.scalars(select(Attempt.status)))
+                answers = s.scalar(select(func.count()).select_from(Response))
+            assert statuses == ["ok"] and answers == 1
+        finally:
+            store.close()
+    finally:
+        server.gate.set()
         server.stop()
