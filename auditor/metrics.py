@@ -32,8 +32,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.attempts = Counter(
-            "auditor_attempts", "Attempts of finished cycles this process planned, by final "
-            "outcome (ok, skipped, or the error class of a failure).",
+            "auditor_attempts", "Attempts of the cycles this process completed (marked done: "
+            "one process per cycle), by final outcome (ok, skipped, or the error class).",
             ["endpoint", "outcome"], registry=r)
         self.requests = Counter(
             "auditor_requests", "Requests this process sent (each try), by outcome "
@@ -43,7 +43,7 @@ class Metrics:
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.attempt_latency = Histogram(
             "auditor_attempt_latency_seconds", "Latency of finished attempts (last try), "
-            "counted by the process that planned their cycle.",
+            "counted by the process that completed their cycle.",
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.cycles = Counter(
             "auditor_cycles", "Cycles this process ran to the end or stopped, by outcome.",

@@ -81,6 +81,7 @@ class CycleRun:
     done: bool
     recorded: int
     summary: dict[str, Any]
+    completed: bool = False  # this run marked the cycle done (one run of any process does)
 
 
 class _Db:
@@ -397,11 +398,13 @@ class _CycleRunner:
             await self.recorder.queue.put(_DONE)
             await recorder
             prices = await self.db(_prices, self.settings)
-            done = await self.db(at.finish_if_done, self.cycle_id, prices)
+            finished = await self.db(at.finish_cycle, self.cycle_id, prices)
+            done = finished is not None
             summary = await self.db(at.summarize, self.cycle_id, prices)
             log.info("cycle_run", extra={"cycle": self.cycle_id, "done": done,
                                          "recorded": self.recorder.recorded})
-            return CycleRun(self.cycle_id, done, self.recorder.recorded, summary)
+            return CycleRun(self.cycle_id, done, self.recorder.recorded, summary,
+                            completed=finished == "completed")
         finally:
             if sending is not None and not sending.done():  # cancelled: stop the senders
                 sending.cancel()  # before the database they record into closes

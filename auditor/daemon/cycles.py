@@ -14,6 +14,7 @@ __all__ = [
     "after_cycle",
     "analysis_hook",
     "claimable_cycles",
+    "complete_orphans",
     "observe_cycle",
     "plan_or_join",
 ]
@@ -105,6 +106,22 @@ def claimable_cycles(store: Store, kinds: tuple[str, ...] = ("probe", "fingerpri
     for cycle_id, ep_id in rows:
         out.setdefault(cycle_id, []).append(ep_id)
     return out
+
+
+def complete_orphans(store: Store, kinds: tuple[str, ...] = ("probe",)) -> list[int]:
+    """Marks done the cycles with nothing left to do that no run marked done (the process
+    that recorded their last attempt died first); returns those this call completed."""
+    with store.session() as session:
+        unfinished = select(Attempt.id).where(Attempt.cycle_id == Cycle.id,
+                                              Attempt.status.in_(at.UNFINISHED))
+        ids = list(session.scalars(select(Cycle.id).where(
+            Cycle.kind.in_(list(kinds)), Cycle.status != "done", ~unfinished.exists())))
+    completed = []
+    for cycle_id in ids:
+        with store.session() as session:
+            if at.finish_cycle(session, cycle_id) == "completed":
+                completed.append(cycle_id)
+    return completed
 
 
 def analysis_hook() -> Callable[[Session, Settings], Any] | None:

@@ -400,7 +400,7 @@ class Daemon:
         log.info(f"cycle {decision.action}", extra={
             "endpoint": name, "cycle": decision.cycle_id, "schedule_key": key,
             "attempts": decision.attempts})
-        task = self._start_cycle(decision.cycle_id, {name}, observe=decision.action == "planned")
+        task = self._start_cycle(decision.cycle_id, {name})
         if task is not None:
             # The job stays "running" while its cycle runs (max_instances=1); shielded, so
             # that stopping the scheduler does not cut the cycle short (the stop decides).
@@ -412,11 +412,10 @@ class Daemon:
 
     # -- running cycles ------------------------------------------------------------------------
 
-    def _start_cycle(self, cycle_id: int, names: set[str], *,
-                     observe: bool) -> asyncio.Task[None] | None:
+    def _start_cycle(self, cycle_id: int, names: set[str]) -> asyncio.Task[None] | None:
         if self.stopping or cycle_id in self.cycle_tasks:
             return None
-        task = asyncio.create_task(self._run_cycle(cycle_id, names, observe),
+        task = asyncio.create_task(self._run_cycle(cycle_id, names),
                                    name=f"cycle-{cycle_id}")
         self.cycle_tasks[cycle_id] = (task, set(names))
         self.metrics.in_flight.set(len(self.cycle_tasks))
@@ -437,7 +436,7 @@ class Daemon:
                                                 ep.limits.timeout_seconds, self.metrics)
         return out
 
-    async def _run_cycle(self, cycle_id: int, names: set[str], observe: bool) -> None:
+    async def _run_cycle(self, cycle_id: int, names: set[str]) -> None:
         assert self.store is not None
         settings = self.settings
         adapters: dict[str, Adapter] = {}
@@ -476,15 +475,20 @@ class Daemon:
         log.info("cycle finished" if run.done else "cycle left unfinished", extra={
             "cycle": cycle_id, "endpoints": sorted(names), "recorded": run.recorded,
             "counts": counts})
-        if run.done:
-            if observe:
-                try:
-                    await asyncio.to_thread(cycles.observe_cycle, self.store, self.metrics,
-                                            cycle_id)
-                except Exception:
-                    log.exception("metrics of the cycle failed", extra={"cycle": cycle_id})
-            if self.role == "daemon":
-                self._request_analysis()
+        if run.completed:
+            await self._completed(cycle_id)
+
+    async def _completed(self, cycle_id: int) -> None:
+        """This process marked the cycle done (exactly one process does, whoever recorded
+        its last attempt): it counts the cycle's attempts and starts the analysis."""
+        assert self.store is not None
+        log.info("cycle completed here: counted and analysed", extra={"cycle": cycle_id})
+        try:
+            await asyncio.to_thread(cycles.observe_cycle, self.store, self.metrics, cycle_id)
+        except Exception as exc:
+            log.error("metrics of the cycle failed", extra={
+                "cycle": cycle_id, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        self._request_analysis()
 
     async def _work_loop(self) -> None:
         """Claims work of any cycle with claimable attempts (resumes crashed cycles too)."""
@@ -501,7 +505,11 @@ class Daemon:
                     eps = {names[i] for i in ep_ids if i in names}
                     log.info("resuming cycle", extra={"cycle": cycle_id,
                                                       "endpoints": sorted(eps)})
-                    self._start_cycle(cycle_id, eps, observe=False)
+                    self._start_cycle(cycle_id, eps)
+                # cycles whose last attempt was recorded by a process that died before
+                # marking them done
+                for cycle_id in await asyncio.to_thread(cycles.complete_orphans, self.store):
+                    await self._completed(cycle_id)
             except Exception:
                 log.exception("looking for work failed")
             self._wake.clear()

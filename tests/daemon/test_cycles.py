@@ -14,9 +14,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from auditor.config import Settings
-from auditor.daemon.cycles import after_cycle, claimable_cycles, plan_or_join
+from auditor.daemon.cycles import after_cycle, claimable_cycles, complete_orphans, plan_or_join
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, open_store, sync_endpoints
+from auditor.store.attempts import finish_cycle
 from auditor.store.models import Alert, Attempt, Cycle, MonitorState, utcnow
 
 
@@ -115,3 +116,42 @@ def test_after_cycle_without_the_analysis_stage_still_checks_alerts(store: Store
     settings = Settings.model_validate({})
     result = after_cycle(store, settings, None)
     assert result["analysis"] in ("missing", "ok") and result["alerts"] == 0
+
+
+def test_concurrent_finishers_on_postgresql_complete_the_cycle_once(tmp_path: Path,
+                                                                   pg_url: str) -> None:
+    """Whoever records the last attempt, one process (exactly) counts and analyses it."""
+    store = open_store(pg_url, migrate=True)
+    try:
+        settings = _prepare(tmp_path, store)
+        planned = plan_or_join(store, settings.endpoints[0], "ep@done")
+        with store.session() as s:
+            s.execute(update(Attempt).values(status="ok"))
+        stores = [open_store(pg_url) for _ in range(6)]
+
+        def finish(st: Store) -> str | None:
+            with st.session() as s:
+                return finish_cycle(s, planned.cycle_id)
+
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                results = list(pool.map(finish, stores))
+        finally:
+            for st in stores:
+                st.close()
+        assert sorted(results, key=str) == ["completed"] + ["done"] * 5
+    finally:
+        store.close()
+
+
+def test_a_cycle_left_with_nothing_to_do_is_completed_once(tmp_path: Path, store: Store) -> None:
+    """The process that recorded the last attempt died before marking the cycle done."""
+    settings = _prepare(tmp_path, store)
+    planned = plan_or_join(store, settings.endpoints[0], "ep@orphan")
+    assert complete_orphans(store) == []  # work is left: not an orphan
+    with store.session() as s:
+        s.execute(update(Attempt).values(status="ok"))
+    assert complete_orphans(store) == [planned.cycle_id]
+    assert complete_orphans(store) == []
+    with store.session() as s:
+        assert s.get(Cycle, planned.cycle_id).status == "done"

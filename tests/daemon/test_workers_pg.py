@@ -71,3 +71,40 @@ def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
             store.close()
     finally:
         server.stop()
+
+
+def test_the_process_that_completes_a_cycle_counts_and_analyses_it_once(
+        tmp_path: Path, pg_url: str, procs: list[Proc]) -> None:
+    """A cycle no running process planned, finished by two workers: one of them counts
+    its attempts and runs the analysis (workers once never analysed)."""
+    server = FakeServer(delay=0.01, record=False).start()
+    try:
+        write_canaries(tmp_path / "canaries", canaries(20, samples=5))  # 100 attempts
+        cfg = write_config(tmp_path / "auditor.toml", pg_url, server.url, interval="24h",
+                           limits={"concurrency": 4})
+        settings = load_settings(cfg)
+        store = open_store(pg_url, migrate=True)
+        try:
+            with store.session() as s:
+                sync_registry(s, load_registry(settings.canaries_path))
+                sync_endpoints(s, settings)
+                planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
+            workers = [start(tmp_path, "worker", cfg, f"worker-{i}", "--poll", "0.3")
+                       for i in range(2)]
+            procs += workers
+
+            def analysed() -> list[Proc]:
+                return [w for w in workers if w.messages("analysis done")]
+
+            wait_for(analysed, 120, 0.1, "the analysis after the cycle", workers)
+            for w in workers:
+                assert w.stop() == 0
+            completed = [(w, r) for w in workers
+                         for r in w.messages("cycle completed here: counted and analysed")]
+            assert [r["cycle"] for _, r in completed] == [planned.cycle_id]
+            assert analysed() == [completed[0][0]]
+            assert all(r.get("level") != "error" for w in workers for r in w.lines())
+        finally:
+            store.close()
+    finally:
+        server.stop()
