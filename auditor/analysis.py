@@ -160,6 +160,15 @@ class _LeftOut(Exception):
     """A channel cannot be tested on this data (too few controls with data, say)."""
 
 
+def _data_permitting(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs a statistics test; its ValueError (the data cannot support the test: controls
+    without a usable score, say) leaves the channel out with that reason."""
+    try:
+        return test(*args, **kwargs)
+    except ValueError as exc:
+        raise _LeftOut(str(exc)) from exc
+
+
 def _need_controls(channel: str, have: int, min_controls: int) -> None:
     need = max(min_controls, MIN_CONTROLS)
     if have < need:
@@ -226,7 +235,7 @@ def _choice(
     # a control counts when it answered a canary the protected model answered
     ctrl = {c: norm(c) for c in controls if set(per.get(c, {})) & set(per[protected])}
     _need_controls("choice", len(ctrl), min_controls)
-    res = stats.choice_test(norm(protected), norm(suspect), ctrl)
+    res = _data_permitting(stats.choice_test, norm(protected), norm(suspect), ctrl)
     if math.isnan(res.p_value):
         return None
     return {
@@ -253,7 +262,7 @@ def _logprob(
         return None
     ctrl = {c: v for c in controls if set(v := tops(c)) & set(p)}
     _need_controls("logprob", len(ctrl), min_controls)
-    res = stats.logprob_test(p, s, ctrl)
+    res = _data_permitting(stats.logprob_test, p, s, ctrl)
     if math.isnan(res.p_value):
         return None
     return {"p_value": res.p_value, "statistic": _finite(res.statistic), "measure": res.measure}
@@ -311,7 +320,8 @@ def _free_text(
         raise _LeftOut(f"no free-text canary was answered by both {suspect} and {protected}")
     usable = [c for c in controls if c in sim.models and (sim.counts[both, sim.index(c)] > 0).any()]
     _need_controls("free_text", len(usable), min_controls)
-    res = stats.provenance_test(sim, protected, suspect, usable, reps=sim.reps, seed=seed)
+    res = _data_permitting(stats.provenance_test, sim, protected, suspect, usable,
+                           reps=sim.reps, seed=seed)
     for c in res.contributions:
         cv = ev.versions[ev.key_version[c.canary_id]]
         contributions.append(
