@@ -531,12 +531,11 @@ def analyze_all(
         v = _verdict(pr, ids, params)
         v.q_value, v.created_at = float(qv), now
         v.significant = bool(qv <= alpha)
-        try:
-            with session.begin_nested():  # a failing pair leaves no half-written state
-                if monitor_update:
-                    v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
-                                                pr, now)
-                segments = _segment_verdicts(session, settings, ev, pr, ids, params, now)
+        try:  # both compute before they change anything: a failing pair changes nothing
+            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now)
+            if monitor_update:
+                v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
+                                            pr, now)
         except Exception as exc:
             problems.append(AnalysisProblem(pr.suspect, pr.protected, "*",
                                             f"{type(exc).__name__}: {exc}", True))
@@ -576,11 +575,13 @@ def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: d
     row = session.scalars(
         select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
     ).first()
+    previous = row.state if row is not None else monitor.new_state()
+    state = monitor.update(previous, pr.p_value, max(pr.n_samples, 1), now.isoformat())
+    e_value = monitor.e_value(state)
     if row is None:
-        row = MonitorState(suspect_id=sid, protected_id=pid, state=monitor.new_state())
+        row = MonitorState(suspect_id=sid, protected_id=pid, state=state)
         session.add(row)
-    state = monitor.update(row.state, pr.p_value, max(pr.n_samples, 1), now.isoformat())
-    row.state, row.e_value, row.updated_at = state, monitor.e_value(state), now
+    row.state, row.e_value, row.updated_at = state, e_value, now
     return row.e_value
 
 
