@@ -242,3 +242,33 @@ def test_in_flight_requests_get_the_whole_grace_period_to_finish_and_be_recorded
     finally:
         server.gate.set()
         server.stop()
+
+
+def test_one_control_down_leaves_channels_out_and_the_log_stays_json_without_urls(
+        tmp_path: Path, procs: list[Proc], server: FakeServer) -> None:
+    """One of three controls only times out: the analysis used to abort after every cycle
+    with a traceback; httpx2 logged each request's URL; numpy warned in raw text."""
+    dead = FakeServer(delay=30.0, record=False).start()
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(4, samples=2))
+        roles = {"prot": ("protected", server.url), "sus": ("suspect", server.url),
+                 "c0": ("control", server.url), "c1": ("control", server.url),
+                 "c2": ("control", dead.url)}
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="3s",
+                           roles=roles, limits={"timeout_seconds": 0.5})
+        daemon = start(tmp_path, "daemon", cfg, "daemon")
+        procs.append(daemon)
+        wait_for(lambda: len(daemon.messages("analysis done")) >= 3, 90,
+                 what="three analyses", procs=[daemon])
+        assert daemon.stop() == 0
+        lines = daemon.lines()
+        assert lines and all(r.get("level") != "raw" for r in lines)  # every line is JSON
+        text = daemon.log.read_text()
+        assert server.url not in text and dead.url not in text and "/v1" not in text
+        assert not [r for r in lines if r.get("level") == "error" or "traceback" in r]
+        gaps = [r for r in lines if r["msg"] == "channel free_text left out of the verdict "
+                "of sus vs prot"]
+        assert gaps and "2 controls with free_text data" in gaps[0]["reason"]
+    finally:
+        dead.stop()
