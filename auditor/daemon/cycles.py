@@ -186,6 +186,8 @@ def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> di
                     verdicts = analyze(session, settings, problems=problems)
             except Exception as exc:
                 out["analysis"] = "failed"
+                out["gaps"] = [{"pair": "*", "channel": "*", "failed": True,
+                                "reason": f"{type(exc).__name__}: {exc}"[:300]}]
                 log.error("analysis failed; tried again after the next cycle", extra={
                     "suspect": "*", "protected": "*",
                     "error": f"{type(exc).__name__}: {exc}"[:500]})
@@ -195,7 +197,8 @@ def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> di
                 failures = _report_problems(problems, metrics)
                 out["analysis"] = "ok" if not failures else "partial"
                 out["verdicts"] = len(verdicts or [])
-                out["problems"] = len(problems)
+                out["gaps"] = [{"pair": p.pair, "channel": p.channel, "failed": p.failed,
+                                "reason": p.reason[:300]} for p in problems]
                 if metrics is not None and not failures:
                     metrics.analysis_ok.set_to_current_time()
                 log.info("analysis done", extra={"verdicts": out["verdicts"],

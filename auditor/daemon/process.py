@@ -114,6 +114,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._analysis: asyncio.Task[None] | None = None
         self._analysis_again = False
+        self.analysis_gaps: list[dict[str, Any]] = []  # of the last analysis, for status
         self._background: list[asyncio.Task[Any]] = []
         self._signals = 0
         self.stopped_cleanly = False
@@ -136,6 +137,7 @@ class Daemon:
             "registry_root": self.registry_root,
             "config_hash": self.settings.config_hash() if self.loaded else None,
             "heartbeat_seconds": self.settings.daemon.heartbeat_seconds if self.loaded else None,
+            "analysis_gaps": self.analysis_gaps,
         }
 
     def _busy(self, name: str) -> bool:
@@ -540,6 +542,7 @@ class Daemon:
             try:
                 result = await asyncio.to_thread(cycles.after_cycle, self.store, self.settings,
                                                  self.metrics)
+                self.analysis_gaps = result.get("gaps", [])
                 if result.get("alerts"):
                     log.info("alerts raised", extra={"alerts": result["alerts"]})
             except Exception:

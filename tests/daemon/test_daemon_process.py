@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.helpers import Proc, canaries, start, wait_for, write_canaries, write_config
+from daemon.helpers import (
+    Proc,
+    canaries,
+    env_for,
+    start,
+    wait_for,
+    write_canaries,
+    write_config,
+)
 from probe.servers import FakeServer
 from sqlalchemy import func, select
 
@@ -270,5 +281,11 @@ def test_one_control_down_leaves_channels_out_and_the_log_stays_json_without_url
         gaps = [r for r in lines if r["msg"] == "channel free_text left out of the verdict "
                 "of sus vs prot"]
         assert gaps and "2 controls with free_text data" in gaps[0]["reason"]
+        shown = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg),
+                                "status", "--json"], cwd=tmp_path, env=env_for(tmp_path),
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert {(g["pair"], g["channel"], g["failed"]) for g in json.loads(
+            shown.stdout)["analysis_gaps"]} >= {("sus vs prot", "free_text", False)}
     finally:
         dead.stop()
