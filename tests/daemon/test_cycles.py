@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,8 @@ from auditor.daemon.cycles import after_cycle, claimable_cycles, complete_orphan
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, open_store, sync_endpoints
 from auditor.store.attempts import finish_cycle
-from auditor.store.models import Alert, Attempt, Cycle, MonitorState, utcnow
+from auditor.metrics import Metrics
+from auditor.store.models import Alert, Attempt, Cycle, MonitorState, Verdict, utcnow
 
 
 def _prepare(tmp_path: Path, store: Store) -> Settings:
@@ -155,3 +157,34 @@ def test_a_cycle_left_with_nothing_to_do_is_completed_once(tmp_path: Path, store
     assert complete_orphans(store) == []
     with store.session() as s:
         assert s.get(Cycle, planned.cycle_id).status == "done"
+
+
+def test_a_failing_channel_is_logged_once_counted_and_the_other_channels_go_on(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The embedding model cannot load: free text fails for every pair, choice goes on."""
+    import random
+
+    from tests.factories import fill, settings_with
+
+    roles = {"p": "protected", "s": "suspect", "c0": "control", "c1": "control",
+             "c2": "control"}
+    rng = random.Random(4)
+    answers = {name: {"ft-greeting": [f"hello {rng.random()}"],
+                      "ch-colour": [rng.choice(["red", "blue", "green"]) for _ in range(10)],
+                      "ch-coin": [rng.choice(["heads", "tails"]) for _ in range(10)]}
+               for name in roles}
+    fill(store, settings_with(roles), answers)
+    settings = settings_with(roles, analysis={
+        "representations": ["word", "embedding"],
+        "embedding_model": str(Path(__file__).parent / "no-such-model")})
+    metrics = Metrics()
+    with caplog.at_level(logging.INFO, logger="auditor.daemon"):
+        result = after_cycle(store, settings, metrics)
+    assert result["analysis"] == "partial" and result["verdicts"] >= 1
+    failed = [r for r in caplog.records if r.getMessage().startswith("analysis failed")]
+    assert [(r.suspect, r.protected, r.channel) for r in failed] == [("s", "p", "free_text")]
+    assert metrics.analysis_failures.labels("s", "p", "free_text")._value.get() == 1
+    with store.session() as s:
+        verdict = s.scalars(select(Verdict)).first()
+    assert verdict is not None and "choice" in verdict.channels
+    assert verdict.params["left_out"]["free_text"].startswith("failed: ")
