@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from auditor.config import Settings
 from auditor.daemon.cycles import after_cycle, claimable_cycles, complete_orphans, plan_or_join
+from auditor.metrics import Metrics
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, open_store, sync_endpoints
 from auditor.store.attempts import finish_cycle
-from auditor.metrics import Metrics
 from auditor.store.models import Alert, Attempt, Cycle, MonitorState, Verdict, utcnow
 
 
