@@ -191,6 +191,13 @@ def test_delivery_of_nothing_pending_sends_nothing(store: Store, hook: Hook) -> 
     assert hook.bodies == []
 
 
+def _undeliverable_gauge(store: Store) -> float:
+    metrics = Metrics()
+    with store.session() as s:
+        metrics.refresh_from_store(s)
+    return float(metrics.alerts_undeliverable._value.get())
+
+
 def _down(store: Store, settings: Settings, checks: int, **kwargs: Any) -> None:
     for _ in range(checks):
         with store.session() as s:
@@ -211,10 +218,7 @@ def test_a_webhook_that_always_fails_is_capped_and_the_alert_marked_undeliverabl
         assert alert.delivered_at is None and state["undeliverable"] and state["deliveries"] == 3
         given_up = [r for r in caplog.records if r.getMessage().startswith("alert undeliverable")]
         assert len(given_up) == 1 and given_up[0].levelno == logging.ERROR
-        metrics = Metrics()
-        with store.session() as s:
-            metrics.refresh_from_store(s)
-        assert metrics.alerts_undeliverable._value.get() == 1
+        assert _undeliverable_gauge(store) == 1
     finally:
         hook.close()
 
@@ -235,9 +239,6 @@ def test_delivery_resumes_once_the_webhook_works_again(store: Store) -> None:
         (alert,) = _alerts(store)
         assert len(hook.bodies) == 3 and alert.delivered_at is not None
         assert alert.delivery[sink_name(hook.url)]["ok"]
-        metrics = Metrics()
-        with store.session() as s:
-            metrics.refresh_from_store(s)
-        assert metrics.alerts_undeliverable._value.get() == 0
+        assert _undeliverable_gauge(store) == 0
     finally:
         hook.close()

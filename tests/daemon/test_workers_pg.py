@@ -12,11 +12,22 @@ from sqlalchemy import func, select
 
 from auditor.config import load_settings
 from auditor.registry import load_registry, sync_registry
+from auditor.store import Store, ledger, open_store, sync_endpoints
 from auditor.store import attempts as at
-from auditor.store import ledger, open_store, sync_endpoints
 from auditor.store.models import Attempt, Response
 
 pytestmark = pytest.mark.postgres
+
+
+def _plan(cfg: Path, pg_url: str) -> tuple[Store, at.Planned]:
+    """A migrated store with the config's endpoints and canaries, and one planned cycle."""
+    settings = load_settings(cfg)
+    store = open_store(pg_url, migrate=True)
+    with store.session() as s:
+        sync_registry(s, load_registry(settings.canaries_path))
+        sync_endpoints(s, settings)
+        planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
+    return store, planned
 
 
 def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
@@ -26,13 +37,8 @@ def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
         write_canaries(tmp_path / "canaries", canaries(40, samples=50))  # 2000 attempts
         cfg = write_config(tmp_path / "auditor.toml", pg_url, server.url, interval="24h",
                            limits={"concurrency": 16}, daemon={"lease_seconds": 30})
-        settings = load_settings(cfg)
-        store = open_store(pg_url, migrate=True)
+        store, planned = _plan(cfg, pg_url)
         try:
-            with store.session() as s:
-                sync_registry(s, load_registry(settings.canaries_path))
-                sync_endpoints(s, settings)
-                planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
             assert planned.attempts == 2000
 
             def status() -> dict[str, int]:
@@ -82,13 +88,8 @@ def test_the_process_that_completes_a_cycle_counts_and_analyses_it_once(
         write_canaries(tmp_path / "canaries", canaries(20, samples=5))  # 100 attempts
         cfg = write_config(tmp_path / "auditor.toml", pg_url, server.url, interval="24h",
                            limits={"concurrency": 4})
-        settings = load_settings(cfg)
-        store = open_store(pg_url, migrate=True)
+        store, planned = _plan(cfg, pg_url)
         try:
-            with store.session() as s:
-                sync_registry(s, load_registry(settings.canaries_path))
-                sync_endpoints(s, settings)
-                planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
             workers = [start(tmp_path, "worker", cfg, f"worker-{i}", "--poll", "0.3")
                        for i in range(2)]
             procs += workers
