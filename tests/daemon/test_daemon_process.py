@@ -289,3 +289,23 @@ def test_one_control_down_leaves_channels_out_and_the_log_stays_json_without_url
             shown.stdout)["analysis_gaps"]} >= {("sus vs prot", "free_text", False)}
     finally:
         dead.stop()
+
+
+def test_a_fractional_interval_plans_cycles_and_stops_on_sigterm(
+        tmp_path: Path, procs: list[Proc], server: FakeServer) -> None:
+    """``300ms`` once wedged the scheduler: nothing planned, SIGTERM ignored."""
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    write_canaries(tmp_path / "canaries", canaries(1))
+    cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="300ms",
+                       daemon={"analyze_after_cycle": False})
+    daemon = start(tmp_path, "daemon", cfg, "daemon")
+    procs.append(daemon)
+    store = open_store(db)
+    try:
+        wait_for(lambda: len([c for c in _cycles(store) if c.status == "done"]) >= 3, 60,
+                 what="three cycles", procs=[daemon])
+        keys = [c.schedule_key for c in _cycles(store)]
+        assert len(set(keys)) == len(keys)
+    finally:
+        store.close()
+    assert daemon.stop(timeout=30) == 0
