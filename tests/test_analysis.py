@@ -3,6 +3,7 @@ protected model's answers, an independent suspect."""
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -239,3 +240,24 @@ def test_min_controls_is_honoured_and_a_pair_without_any_channel_is_reported(
         assert analyze_all(s, settings, problems=problems) == []
     assert {p.channel for p in problems} == {"free_text", "choice"}
     assert all(p.pair == "s vs p" and not p.failed for p in problems)
+
+
+def test_auditor_analyze_names_the_channels_left_out(
+    store: Store, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``auditor analyze`` used to crash with a traceback when a control was down."""
+    import subprocess
+    import sys
+
+    roles = _one_control_down(store)
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
+        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "m-{n}"\nrole = "{r}"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "s vs p: choice left out: 2 controls with choice data" in " ".join(
+        done.stdout.split())
