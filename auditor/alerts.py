@@ -10,7 +10,11 @@ Sinks: a WARNING log line (``alerts.log``) and HTTP webhooks (``[[alerts.webhook
 ``POST`` of the alert as JSON with ``X-Auditor-Signature: sha256=<hex HMAC-SHA256 of the
 body>`` keyed by the secret in the environment variable ``secret_env``, retried with
 exponential backoff on connection errors, 429 and 5xx. An alert that some sink could not
-take stays undelivered and is tried again at the next check.
+take stays undelivered and is tried again at the next check, up to the webhook's
+``max_deliveries``; then it is marked undeliverable to that sink (an ERROR log line, the
+``auditor_alerts_undeliverable`` gauge) and offered again, one try, once per
+``resume_after_seconds``: when that try (or any other delivery to the same webhook)
+succeeds, the webhook works again and all its undeliverable alerts are sent.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -173,6 +178,7 @@ def deliver_pending(
     client: httpx.Client | None = None,
     backoff: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    now: datetime | None = None,
 ) -> list[Alert]:
     """Delivers every undelivered alert to every sink not yet done; returns those delivered.
 
@@ -185,9 +191,11 @@ def deliver_pending(
     pending = list(session.scalars(q))
     if not pending:
         return []
+    now = now or utcnow()
     own = client is None
     http = client or httpx.Client(timeout=10.0)
     delivered: list[Alert] = []
+    works: dict[str, bool] = {}  # sink -> a delivery succeeded (True) or a probe failed
     try:
         for alert in pending:
             data = payload(session, alert)
@@ -198,15 +206,27 @@ def deliver_pending(
                 done["log"] = Delivery(True, 1).as_dict()
             for hook in settings.alerts.webhooks:
                 key = sink_name(hook.url)
-                if (done.get(key) or {}).get("ok"):
+                state = done.get(key) or {}
+                if state.get("ok"):
                     continue
+                if state.get("undeliverable"):
+                    if not _may_resume(state, hook, works.get(key), now):
+                        continue
+                    hook = hook.model_copy(update={"max_retries": 0})  # one try
                 result = post_webhook(hook, body, client=http, backoff=backoff, sleep=sleep)
-                previous = (done.get(key) or {}).get("attempts", 0)
-                done[key] = {**result.as_dict(), "attempts": previous + result.attempts}
+                done[key] = _delivery_state(state, result, hook, now)
+                if result.ok or state.get("undeliverable"):
+                    works[key] = result.ok
                 level = logging.INFO if result.ok else logging.ERROR
                 log.log(level, "webhook delivery " + ("ok" if result.ok else "failed"),
                         extra={"alert_id": alert.id, "sink": key, "status": result.status,
                                "attempts": result.attempts, "error": result.error})
+                if done[key].get("undeliverable") and not state.get("undeliverable"):
+                    log.error("alert undeliverable: the webhook refused it max_deliveries "
+                              "times; offered again once per resume_after_seconds",
+                              extra={"alert_id": alert.id, "sink": key,
+                                     "deliveries": done[key]["deliveries"],
+                                     "resume_after_seconds": hook.resume_after_seconds})
             alert.delivery = done
             if all(v.get("ok") for v in done.values()):
                 alert.delivered_at = utcnow()
@@ -216,6 +236,27 @@ def deliver_pending(
         if own:
             http.close()
     return delivered
+
+
+def _may_resume(state: dict[str, Any], hook: Webhook, works: bool | None,
+                now: datetime) -> bool:
+    """An undeliverable alert is offered again when the webhook just worked, or (one
+    probe per sweep) when ``resume_after_seconds`` passed since its last try."""
+    if works is not None:
+        return works
+    last = state.get("last_try_at")
+    return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= (
+        hook.resume_after_seconds)
+
+
+def _delivery_state(state: dict[str, Any], result: Delivery, hook: Webhook,
+                    now: datetime) -> dict[str, Any]:
+    deliveries = int(state.get("deliveries", 0)) + 1
+    out = {**result.as_dict(), "attempts": int(state.get("attempts", 0)) + result.attempts,
+           "deliveries": deliveries, "last_try_at": now.isoformat()}
+    if not result.ok and (state.get("undeliverable") or deliveries >= hook.max_deliveries):
+        out["undeliverable"] = True
+    return out
 
 
 def check_alerts(session: Session, settings: Settings, **kwargs: Any) -> list[Alert]:

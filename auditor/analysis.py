@@ -9,17 +9,22 @@ across all pairs analysed together (Benjamini-Hochberg). Each pair's monitor (an
 e-process valid under dependence between looks, ``stats.monitor``) is updated and
 stored. When a suspect's reported model changes, verdicts are also stored for the
 responses before and after the change.
+
+A channel with fewer than ``analysis.min_controls`` controls with data is left out of
+its verdict, which says why (``params["left_out"]``). A channel or pair that fails is
+isolated: the other channels and pairs go on, and every gap or failure is handed back
+as an :class:`AnalysisProblem` (the daemon logs and counts them).
 """
 
 from __future__ import annotations
 
-__all__ = ["Evidence", "PairResult", "analyze_all", "load_evidence"]
+__all__ = ["AnalysisProblem", "Evidence", "PairResult", "analyze_all", "load_evidence"]
 
 import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +36,7 @@ from auditor import stats
 from auditor.canary import ChoiceExpect, normalize_choice
 from auditor.config import Settings
 from auditor.stats import monitor
+from auditor.stats.nullmodel import MIN_CONTROLS
 from auditor.store.models import (
     CanaryVersion,
     Endpoint,
@@ -131,6 +137,43 @@ class PairResult:
     canaries: list[str]
     n_samples: int
     segment: str | None = None
+    left_out: dict[str, str] = field(default_factory=dict)  # channel -> why (a data gap)
+    failed: dict[str, str] = field(default_factory=dict)  # channel -> the error
+
+
+@dataclass(frozen=True)
+class AnalysisProblem:
+    """A channel (or ``"*"``: the whole pair) without a result in this analysis."""
+
+    suspect: str
+    protected: str
+    channel: str
+    reason: str
+    failed: bool  # True: an error; False: left out for lack of data or controls
+
+    @property
+    def pair(self) -> str:
+        return f"{self.suspect} vs {self.protected}"
+
+
+class _LeftOut(Exception):
+    """A channel cannot be tested on this data (too few controls with data, say)."""
+
+
+def _data_permitting(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs a statistics test; its ValueError (the data cannot support the test: controls
+    without a usable score, say) leaves the channel out with that reason."""
+    try:
+        return test(*args, **kwargs)
+    except ValueError as exc:
+        raise _LeftOut(str(exc)) from exc
+
+
+def _need_controls(channel: str, have: int, min_controls: int) -> None:
+    need = max(min_controls, MIN_CONTROLS)
+    if have < need:
+        raise _LeftOut(f"{have} controls with {channel} data; "
+                       f"analysis.min_controls = {need} needed")
 
 
 def _topk(lp: Any) -> dict[str, float] | None:
@@ -146,7 +189,7 @@ def _topk(lp: Any) -> dict[str, float] | None:
 
 
 def _identity(
-    ev: Evidence, protected: str, suspect: str, controls: list[str]
+    ev: Evidence, protected: str, suspect: str, controls: list[str], min_controls: int
 ) -> dict[str, Any] | None:
     per = ev.texts.get("identity", {})
     if not per.get(suspect):
@@ -158,6 +201,7 @@ def _identity(
     if not patterns:
         return None
     combined = [re.compile("|".join(f"(?:{p})" for p in sorted(set(patterns))), re.I)]
+    _need_controls("identity", sum(1 for c in controls if per.get(c)), min_controls)
     res = stats.identity_test(per[suspect], {c: per.get(c, {}) for c in controls}, combined)
     return {
         "p_value": res.p_value,
@@ -174,7 +218,7 @@ def _identity(
 
 
 def _choice(
-    ev: Evidence, protected: str, suspect: str, controls: list[str]
+    ev: Evidence, protected: str, suspect: str, controls: list[str], min_controls: int
 ) -> dict[str, Any] | None:
     per = ev.texts.get("choice", {})
     if not per.get(suspect) or not per.get(protected):
@@ -189,10 +233,10 @@ def _choice(
             out[key] = [normalize_choice(t, expect) or "(none)" for t in texts]
         return out
 
-    ctrl = {c: norm(c) for c in controls if per.get(c)}
-    if len(ctrl) < 2:
-        return None
-    res = stats.choice_test(norm(protected), norm(suspect), ctrl)
+    # a control counts when it answered a canary the protected model answered
+    ctrl = {c: norm(c) for c in controls if set(per.get(c, {})) & set(per[protected])}
+    _need_controls("choice", len(ctrl), min_controls)
+    res = _data_permitting(stats.choice_test, norm(protected), norm(suspect), ctrl)
     if math.isnan(res.p_value):
         return None
     return {
@@ -204,7 +248,7 @@ def _choice(
 
 
 def _logprob(
-    ev: Evidence, protected: str, suspect: str, controls: list[str]
+    ev: Evidence, protected: str, suspect: str, controls: list[str], min_controls: int
 ) -> dict[str, Any] | None:
     def tops(endpoint: str) -> dict[str, list[dict[str, float]]]:
         out: dict[str, list[dict[str, float]]] = {}
@@ -215,10 +259,11 @@ def _logprob(
         return out
 
     p, s = tops(protected), tops(suspect)
-    ctrl = {c: v for c in controls if (v := tops(c))}
-    if not p or not s or len(ctrl) < 2:
+    if not p or not s:
         return None
-    res = stats.logprob_test(p, s, ctrl)
+    ctrl = {c: v for c in controls if set(v := tops(c)) & set(p)}
+    _need_controls("logprob", len(ctrl), min_controls)
+    res = _data_permitting(stats.logprob_test, p, s, ctrl)
     if math.isnan(res.p_value):
         return None
     return {"p_value": res.p_value, "statistic": _finite(res.statistic), "measure": res.measure}
@@ -259,6 +304,49 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _free_text(
+    ev: Evidence,
+    sim: stats.SimilarityTensor | None,
+    protected: str,
+    suspect: str,
+    controls: list[str],
+    min_controls: int,
+    seed: int,
+    contributions: list[dict[str, Any]],
+) -> tuple[dict[str, Any], stats.ProvenanceResult] | None:
+    if sim is None or suspect not in sim.models or protected not in sim.models:
+        return None
+    both = (sim.counts[:, sim.index(protected)] > 0) & (sim.counts[:, sim.index(suspect)] > 0)
+    if not both.any():
+        raise _LeftOut(f"no free-text canary was answered by both {suspect} and {protected}")
+    usable = [c for c in controls if c in sim.models and (sim.counts[both, sim.index(c)] > 0).any()]
+    _need_controls("free_text", len(usable), min_controls)
+    res = _data_permitting(stats.provenance_test, sim, protected, suspect, usable,
+                           reps=sim.reps, seed=seed)
+    for c in res.contributions:
+        cv = ev.versions[ev.key_version[c.canary_id]]
+        contributions.append(
+            {
+                "canary_id": cv.canary_id,
+                "canary_version": cv.version,
+                "kind": cv.kind,
+                "contribution": _finite(c.contribution),
+                "suspect_similarity": c.suspect_similarity,
+                "control_mean_similarity": c.control_mean_similarity,
+            }
+        )
+    return {
+        "p_value": res.p_value,
+        "statistic": _finite(res.statistic),
+        "effect": _finite(res.effect),
+        "representations": res.channel_p_values,
+        "composites": res.params["composite_p_values"],
+        "suspect_score": _finite(res.suspect_score),
+        "control_scores": {k: _finite(v) for k, v in res.control_scores.items()},
+        "n_canaries": res.n_canaries,
+    }, res
+
+
 def analyze_pair(
     ev: Evidence,
     sim: stats.SimilarityTensor | None,
@@ -266,59 +354,52 @@ def analyze_pair(
     suspect: str,
     controls: list[str],
     seed: int = 0,
-) -> PairResult | None:
-    """Every channel with data, combined; None when no channel could be tested."""
+    min_controls: int = MIN_CONTROLS,
+) -> PairResult:
+    """Every channel with data, combined; ``channels`` is empty when none could be tested.
+
+    A channel left out (``left_out``) or failing (``failed``) does not stop the others.
+    """
     controls = [c for c in controls if c not in (protected, suspect)]
     channels: dict[str, dict[str, Any]] = {}
     contributions: list[dict[str, Any]] = []
+    left_out: dict[str, str] = {}
+    failed: dict[str, str] = {}
     text_res = None
-    if sim is not None and suspect in sim.models and protected in sim.models:
-        usable = [c for c in controls if c in sim.models]
+    tests: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
+        ("identity", lambda: _identity(ev, protected, suspect, controls, min_controls)),
+        ("choice", lambda: _choice(ev, protected, suspect, controls, min_controls)),
+        ("logprob", lambda: _logprob(ev, protected, suspect, controls, min_controls)),
+        ("watermark", lambda: _watermark(ev, suspect)),
+    ]
+    try:
+        text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed,
+                          contributions)
+        if text is not None:
+            channels["free_text"], text_res = text
+    except _LeftOut as exc:
+        left_out["free_text"] = str(exc)
+    except Exception as exc:
+        contributions.clear()
+        failed["free_text"] = f"{type(exc).__name__}: {exc}"
+    for name, test in tests:
         try:
-            text_res = stats.provenance_test(
-                sim, protected, suspect, usable, reps=sim.reps, seed=seed
-            )
-        except ValueError:
-            text_res = None
-        if text_res is not None:
-            channels["free_text"] = {
-                "p_value": text_res.p_value,
-                "statistic": _finite(text_res.statistic),
-                "effect": _finite(text_res.effect),
-                "representations": text_res.channel_p_values,
-                "composites": text_res.params["composite_p_values"],
-                "suspect_score": _finite(text_res.suspect_score),
-                "control_scores": {k: _finite(v) for k, v in text_res.control_scores.items()},
-                "n_canaries": text_res.n_canaries,
-            }
-            for c in text_res.contributions:
-                cv = ev.versions[ev.key_version[c.canary_id]]
-                contributions.append(
-                    {
-                        "canary_id": cv.canary_id,
-                        "canary_version": cv.version,
-                        "kind": cv.kind,
-                        "contribution": _finite(c.contribution),
-                        "suspect_similarity": c.suspect_similarity,
-                        "control_mean_similarity": c.control_mean_similarity,
-                    }
-                )
-    for name, fn in (("identity", _identity), ("choice", _choice), ("logprob", _logprob)):
-        out = fn(ev, protected, suspect, controls)
+            out = test()
+        except _LeftOut as exc:
+            left_out[name] = str(exc)
+            continue
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
         if out is not None:
             channels[name] = out
-    wm = _watermark(ev, suspect)
-    if wm is not None:
-        channels["watermark"] = wm
-    if not channels:
-        return None
     # a channel that cannot tell any model from another (every model claims the same
     # identity rate) is reported but left out of the combination
     combined = [c for c in channels.values() if c.get("informative", True)] or list(
         channels.values()
     )
     ps = [float(c["p_value"]) for c in combined]
-    p = stats.cauchy_combine(ps) if len(ps) > 1 else ps[0]
+    p = (stats.cauchy_combine(ps) if len(ps) > 1 else ps[0]) if ps else math.nan
     used = sorted(
         {
             k
@@ -329,12 +410,23 @@ def analyze_pair(
     )
     n_samples = sum(len(per.get(suspect, {}).get(k, [])) for per in ev.texts.values() for k in used)
     return PairResult(
-        protected, suspect, controls, float(p), channels, text_res, contributions, used, n_samples
+        protected, suspect, controls, float(p), channels, text_res, contributions, used,
+        n_samples, left_out=left_out, failed=failed,
     )
+
+
+def _problems(pr: PairResult) -> list[AnalysisProblem]:
+    return [AnalysisProblem(pr.suspect, pr.protected, ch, why, False)
+            for ch, why in pr.left_out.items()] + [
+            AnalysisProblem(pr.suspect, pr.protected, ch, why, True)
+            for ch, why in pr.failed.items()]
 
 
 def _verdict(pr: PairResult, ids: dict[str, int], params: dict[str, Any]) -> Verdict:
     t = pr.text
+    if pr.left_out or pr.failed:  # the verdict says which channels it lacks, and why
+        params = {**params, "left_out": {**pr.left_out, **{
+            k: f"failed: {why}" for k, why in pr.failed.items()}}}
     return Verdict(
         suspect_id=ids[pr.suspect],
         protected_id=ids[pr.protected],
@@ -381,12 +473,16 @@ def analyze_all(
     until: datetime | None = None,
     now: datetime | None = None,
     monitor_update: bool = True,
+    problems: list[AnalysisProblem] | None = None,
 ) -> list[Verdict]:
     """Analyses every (suspect, protected) pair, stores verdicts and monitors; caller commits.
 
     ``suspects`` defaults to the endpoints with role ``suspect``; naming a control scores
-    it as a pseudo-suspect (left out of its own null pool).
+    it as a pseudo-suspect (left out of its own null pool). Channels left out or failed,
+    and pairs that failed as a whole, are appended to ``problems``; they never stop the
+    other pairs.
     """
+    problems = problems if problems is not None else []
     now = now or utcnow()
     configured = {e.name for e in settings.endpoints if e.enabled}
     rows = [e for e in session.scalars(select(Endpoint)) if not configured or e.name in configured]
@@ -399,8 +495,13 @@ def analyze_all(
     ev = load_evidence(session, rows, since=since, until=until)
     ids = {e.name: e.id for e in rows}
     free = _merge_text(ev)
-    sim = _similarities(free, settings)
+    sim_error = None
+    try:
+        sim = _similarities(free, settings)
+    except Exception as exc:  # every pair's free-text channel fails; the others go on
+        sim, sim_error = None, f"{type(exc).__name__}: {exc}"
     seed = settings.analysis.seed
+    min_controls = settings.analysis.min_controls
     params = {
         "alpha": settings.analysis.alpha,
         "seed": seed,
@@ -418,8 +519,15 @@ def analyze_all(
         for s in sus:
             if s == p:
                 continue
-            pr = analyze_pair(ev, sim, p, s, controls, seed=seed)
-            if pr is not None:
+            try:
+                pr = analyze_pair(ev, sim, p, s, controls, seed=seed, min_controls=min_controls)
+            except Exception as exc:
+                problems.append(AnalysisProblem(s, p, "*", f"{type(exc).__name__}: {exc}", True))
+                continue
+            if sim_error and free.get(s) and free.get(p):
+                pr.failed["free_text"] = sim_error
+            problems += _problems(pr)
+            if pr.channels:
                 results.append(pr)
     if not results:
         return []
@@ -429,11 +537,18 @@ def analyze_all(
     for pr, qv in zip(results, q, strict=True):
         v = _verdict(pr, ids, params)
         v.q_value, v.created_at = float(qv), now
-        if monitor_update:
-            v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected], pr, now)
         v.significant = bool(qv <= alpha)
+        try:  # both compute before they change anything: a failing pair changes nothing
+            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now)
+            if monitor_update:
+                v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
+                                            pr, now)
+        except Exception as exc:
+            problems.append(AnalysisProblem(pr.suspect, pr.protected, "*",
+                                            f"{type(exc).__name__}: {exc}", True))
+            continue
         verdicts.append(v)
-        verdicts += _segment_verdicts(session, settings, ev, pr, ids, params, now)
+        verdicts += segments
     session.add_all(verdicts)
     session.flush()
     return verdicts
@@ -467,11 +582,13 @@ def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: d
     row = session.scalars(
         select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
     ).first()
+    previous = row.state if row is not None else monitor.new_state()
+    state = monitor.update(previous, pr.p_value, max(pr.n_samples, 1), now.isoformat())
+    e_value = monitor.e_value(state)
     if row is None:
-        row = MonitorState(suspect_id=sid, protected_id=pid, state=monitor.new_state())
+        row = MonitorState(suspect_id=sid, protected_id=pid, state=state)
         session.add(row)
-    state = monitor.update(row.state, pr.p_value, max(pr.n_samples, 1), now.isoformat())
-    row.state, row.e_value, row.updated_at = state, monitor.e_value(state), now
+    row.state, row.e_value, row.updated_at = state, e_value, now
     return row.e_value
 
 
@@ -491,9 +608,10 @@ def _segment_verdicts(
         free = _merge_text(sub)
         sim = _similarities(free, settings)
         seg = analyze_pair(
-            sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed
+            sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed,
+            min_controls=settings.analysis.min_controls,
         )
-        if seg is None:
+        if not seg.channels:
             continue
         seg.segment = f"model={label}"[:64]
         v = _verdict(seg, ids, {**params, "segment_seq": [first, last]})

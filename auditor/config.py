@@ -332,6 +332,10 @@ class Webhook(_Strict):
     url: str
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     max_retries: int = Field(default=5, ge=0)
+    # deliveries (each up to 1 + max_retries tries) before an alert is marked
+    # undeliverable to this webhook; it is then offered again once per resume_after_seconds
+    max_deliveries: int = Field(default=10, ge=1)
+    resume_after_seconds: float = Field(default=3600.0, gt=0)
 
 
 class Alerts(_Strict):

@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import sys
+import threading
 import traceback
+import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,7 +150,27 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level or (settings.log_level if settings is not None else "INFO"))
     # Libraries that log request URLs or bodies at INFO/DEBUG stay quiet.
-    for noisy in ("httpx", "httpcore", "openai", "anthropic", "apscheduler", "urllib3",
-                  "alembic"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic",
+                  "apscheduler", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Python warnings (numpy's RuntimeWarning, say) and exceptions escaping a thread
+    # become JSON records too, instead of raw text on stderr.
+    warnings.showwarning = _log_warning  # like logging.captureWarnings, but idempotent
+    threading.excepthook = _log_thread_exception
     return redactor
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: IO[str] | None = None, line: str | None = None) -> None:
+    logging.getLogger("py.warnings").warning(
+        f"{category.__name__}: {message}",
+        extra={"warning_category": category.__name__, "source": f"{filename}:{lineno}"})
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("auditor").error(
+        "unhandled error in a thread", exc_info=(args.exc_type, args.exc_value,
+                                                  args.exc_traceback),
+        extra={"thread": args.thread.name if args.thread else None})

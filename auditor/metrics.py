@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from auditor.store.models import Endpoint, MonitorState, Verdict
+from auditor.store.models import Alert, Endpoint, MonitorState, Verdict
 
 log = logging.getLogger("auditor.metrics")
 
@@ -32,8 +32,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.attempts = Counter(
-            "auditor_attempts", "Attempts of finished cycles this process planned, by final "
-            "outcome (ok, skipped, or the error class of a failure).",
+            "auditor_attempts", "Attempts of the cycles this process completed (marked done: "
+            "one process per cycle), by final outcome (ok, skipped, or the error class).",
             ["endpoint", "outcome"], registry=r)
         self.requests = Counter(
             "auditor_requests", "Requests this process sent (each try), by outcome "
@@ -43,7 +43,7 @@ class Metrics:
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.attempt_latency = Histogram(
             "auditor_attempt_latency_seconds", "Latency of finished attempts (last try), "
-            "counted by the process that planned their cycle.",
+            "counted by the process that completed their cycle.",
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.queued = Histogram(
             "auditor_shared_limit_wait_seconds", "Time requests waited for a slot of their "
@@ -69,6 +69,21 @@ class Metrics:
             "auditor_last_verdict_significant", "1 if the latest verdict is significant.",
             ["suspect", "protected", "method"], registry=r)
         self.alerts = Counter("auditor_alerts", "Alerts this process wrote.", registry=r)
+        self.analysis_failures = Counter(
+            "auditor_analysis_failures", "Analysis failures, by (suspect, protected) pair and "
+            "channel ('*': the whole pair; all three '*': the whole analysis).",
+            ["suspect", "protected", "channel"], registry=r)
+        self.analysis_left_out = Gauge(
+            "auditor_analysis_channel_left_out", "1 while a channel is left out of the pair's "
+            "verdict for lack of controls or data (latest analysis).",
+            ["suspect", "protected", "channel"], registry=r)
+        self.analysis_ok = Gauge(
+            "auditor_last_analysis_ok_timestamp_seconds",
+            "When the last analysis run by this process ended without failure (Unix time).",
+            registry=r)
+        self.alerts_undeliverable = Gauge(
+            "auditor_alerts_undeliverable", "Alerts some webhook refused max_deliveries times "
+            "(offered again once per resume_after_seconds), from the store.", registry=r)
         self.reloads = Counter("auditor_reloads", "Config and registry reloads, by result.",
                                ["result"], registry=r)
         self.heartbeat = Gauge("auditor_heartbeat_timestamp_seconds",
@@ -98,6 +113,11 @@ class Metrics:
         for state in session.scalars(select(MonitorState)):
             self.e_value.labels(suspect=names.get(state.suspect_id, "?"),
                                 protected=names.get(state.protected_id, "?")).set(state.e_value)
+        self.alerts_undeliverable.set(sum(
+            1 for delivery in session.scalars(select(Alert.delivery)
+                                              .where(Alert.delivered_at.is_(None)))
+            if any(isinstance(v, dict) and v.get("undeliverable")
+                   for v in (delivery or {}).values())))
         latest = (select(Verdict.suspect_id, Verdict.protected_id, Verdict.method,
                          func.max(Verdict.id).label("id"))
                   .group_by(Verdict.suspect_id, Verdict.protected_id, Verdict.method).subquery())

@@ -93,6 +93,7 @@ class CycleRun:
     done: bool
     recorded: int
     summary: dict[str, Any]
+    completed: bool = False  # this run marked the cycle done (one run of any process does)
 
 
 class _Db:
@@ -199,10 +200,13 @@ class _EndpointRun:
         workers = [asyncio.create_task(self._work()) for _ in range(self.cfg.limits.concurrency)]
         try:
             await self._feed()
-        finally:
             for _ in workers:
                 await self.queue.put(None)
             await asyncio.gather(*workers)
+        finally:  # when cancelled (a stop): the workers are cancelled and awaited too
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         if self.budget.exhausted:
             n = await self.run.db(at.skip_remaining, self.run.cycle_id, self.endpoint_id,
                                   error_class="budget",
@@ -452,7 +456,7 @@ class _CycleRunner:
 
     async def run(self, only: Sequence[str] | None) -> CycleRun:
         owned: list[Adapter] = []
-        renewer = recorder = None
+        renewer = recorder = sending = None
         try:
             names = await self.db(_cycle_start, self.cycle_id)
             runs = []
@@ -489,15 +493,20 @@ class _CycleRunner:
             if self.failure is not None:
                 raise self.failure
             prices = await self.db(_prices, self.settings)
-            done = await self.db(at.finish_if_done, self.cycle_id, prices)
+            finished = await self.db(at.finish_cycle, self.cycle_id, prices)
+            done = finished is not None
             summary = await self.db(at.summarize, self.cycle_id, prices)
             for r in runs:
                 if r.shared is not None and r.cfg.name in summary:
                     summary[r.cfg.name].update(_queue_stats(r.queued))
             log.info("cycle_run", extra={"cycle": self.cycle_id, "done": done,
                                          "recorded": self.recorder.recorded})
-            return CycleRun(self.cycle_id, done, self.recorder.recorded, summary)
+            return CycleRun(self.cycle_id, done, self.recorder.recorded, summary,
+                            completed=finished == "completed")
         finally:
+            if sending is not None and not sending.done():  # cancelled: stop the senders
+                sending.cancel()  # before the database they record into closes
+                await asyncio.gather(sending, return_exceptions=True)
             if recorder is not None and not recorder.done():
                 recorder.cancel()
             if renewer is not None:

@@ -3,7 +3,8 @@
 Per endpoint: the last cycle and its outcome, the next fire time (the same everywhere:
 schedules are deterministic), failures by class over the last day and the daily budget
 used. Per daemon or worker process: its last heartbeat, and whether it is alive (a beat
-within three heartbeat intervals).
+within three heartbeat intervals). The channels the last analysis left out or failed
+(``analysis_gaps``, from the latest heartbeat that reports them).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Status:
     now: datetime
     endpoints: list[EndpointStatus]
     processes: list[ProcessStatus]
+    analysis_gaps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def daemon_alive(self) -> bool:
@@ -145,4 +147,6 @@ def collect(session: Session, settings: Settings, now: datetime | None = None) -
             id=hb.id, role=hb.role, host=hb.host, pid=hb.pid,
             status=hb.status if alive or hb.status != "running" else "silent",
             started_at=hb.started_at, beat_at=hb.beat_at, alive=alive, info=hb.info))
-    return Status(now, endpoints, processes)
+    gaps = next(((p.info or {})["analysis_gaps"] for p in processes
+                 if "analysis_gaps" in (p.info or {})), [])
+    return Status(now, endpoints, processes, gaps)

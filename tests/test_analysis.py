@@ -3,6 +3,7 @@ protected model's answers, an independent suspect."""
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from auditor.analysis import analyze_all
+from auditor.analysis import AnalysisProblem, analyze_all
 from auditor.demo.lm import TrigramLM
 from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
 from auditor.demo.world import build_models, harvest_prompts
@@ -18,7 +19,7 @@ from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, sync_endpoints
 from auditor.store.models import Endpoint, MonitorState, Verdict
-from tests.factories import settings_with
+from tests.factories import fill, settings_with
 
 ROLES = {name: role for name, (role, _) in DEMO_ENDPOINTS.items()}
 CONTROLS = sorted(n for n, r in ROLES.items() if r == "control")
@@ -189,3 +190,74 @@ def test_logprob_canaries_feed_the_logprob_channel(store: Store, tmp_path: Path)
         verdicts = analyze_all(s, settings)
     v = next(v for v in verdicts if v.segment is None)
     assert "logprob" in v.channels and v.channels["logprob"]["p_value"] < 0.01
+
+
+def _one_control_down(store: Store) -> dict[str, str]:
+    """p, s and three controls; control c2 answered no choice canary (all timed out)."""
+    roles = {"p": "protected", "s": "suspect", "c0": "control", "c1": "control",
+             "c2": "control"}
+    rng = random.Random(3)
+    words = "river stone light quiet north paper glass winter field ember salt".split()
+    colours = ["red", "blue", "green", "yellow", "purple"]
+
+    def text() -> str:
+        return " ".join(rng.choice(words) for _ in range(12))
+
+    answers: dict[str, dict[str, list[str]]] = {}
+    for name in roles:
+        per = {cid: [text() for _ in range(2)] for cid in
+               ("ft-lighthouse-keeper", "ft-greeting", "ft-invented-word", "ft-uncertain-fact")}
+        if name != "c2":
+            per["ch-colour"] = [rng.choice(colours) for _ in range(10)]
+            per["ch-coin"] = [rng.choice(["heads", "tails"]) for _ in range(10)]
+        answers[name] = per
+    fill(store, settings_with(roles), answers)
+    return roles
+
+
+def test_a_channel_with_too_few_controls_is_left_out_and_the_verdict_says_why(
+    store: Store,
+) -> None:
+    roles = _one_control_down(store)
+    problems: list[AnalysisProblem] = []
+    with store.session() as s:
+        verdicts = analyze_all(s, settings_with(roles), problems=problems)
+    v = next(v for v in verdicts if v.segment is None)
+    assert "free_text" in v.channels and "choice" not in v.channels
+    assert "2 controls" in v.params["left_out"]["choice"]
+    assert "min_controls = 3" in v.params["left_out"]["choice"]
+    assert [(p.suspect, p.protected, p.channel, p.failed) for p in problems] == [
+        ("s", "p", "choice", False)]
+
+
+def test_min_controls_is_honoured_and_a_pair_without_any_channel_is_reported(
+    store: Store,
+) -> None:
+    roles = _one_control_down(store)
+    problems: list[AnalysisProblem] = []
+    settings = settings_with(roles, analysis={"min_controls": 4})
+    with store.session() as s:
+        assert analyze_all(s, settings, problems=problems) == []
+    assert {p.channel for p in problems} == {"free_text", "choice"}
+    assert all(p.pair == "s vs p" and not p.failed for p in problems)
+
+
+def test_auditor_analyze_names_the_channels_left_out(
+    store: Store, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``auditor analyze`` used to crash with a traceback when a control was down."""
+    import subprocess
+    import sys
+
+    roles = _one_control_down(store)
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
+        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "m-{n}"\nrole = "{r}"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "s vs p: choice left out: 2 controls with choice data" in " ".join(
+        done.stdout.split())

@@ -70,21 +70,27 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the full results as JSON."),
 ) -> None:
     """Test every suspect against every protected model on the stored responses."""
-    from auditor.analysis import analyze_all
+    from auditor.analysis import AnalysisProblem, analyze_all
 
     s = settings()
     for name in suspect or []:
         s.endpoint(name)  # an unknown name is an error naming the known ones
     with open_session() as session:
         sync_endpoints(session, s)
-        verdicts = analyze_all(session, s, suspects=suspect or None)
+        problems: list[AnalysisProblem] = []
+        verdicts = analyze_all(session, s, suspects=suspect or None, problems=problems)
         names = {e.id: e.name for e in session.query(Endpoint)}
     if as_json:
         print(json.dumps([verdict_json(v, names) for v in verdicts], indent=2))
         return
+    for p in problems:  # channels (or pairs) without a result, and why
+        what = "failed" if p.failed else "left out"
+        console.print(f"{p.pair}: {p.channel if p.channel != '*' else 'analysis'} {what}: "
+                      f"{p.reason}", markup=False, highlight=False)
     if not verdicts:
         console.print("no verdicts: no suspect has responses to canaries the protected model "
-                      "also answered (run `auditor fingerprint` and `auditor probe --once`)")
+                      "also answered, with enough controls (run `auditor fingerprint` and "
+                      "`auditor probe --once`)")
         return
     console.print(verdict_table(verdicts, names, s.analysis.alpha))
 

@@ -118,6 +118,10 @@ def status(
                       _when(p.beat_at, now), _when(p.started_at, now),
                       str(len((p.info or {}).get("cycles_in_flight", []))))
     console.print(procs)
+    for g in result.analysis_gaps:  # channels the last analysis could not test
+        what = "failed" if g.get("failed") else "left out"
+        console.print(f"analysis: {g.get('pair')}: {g.get('channel')} {what}: "
+                      f"{g.get('reason')}", markup=False, highlight=False)
     if not result.daemon_alive:
         console.print("[yellow]no daemon is alive[/]: start one with `auditor daemon` "
                       "(or check its logs)")

@@ -14,6 +14,7 @@ __all__ = [
     "after_cycle",
     "analysis_hook",
     "claimable_cycles",
+    "complete_orphans",
     "observe_cycle",
     "plan_or_join",
 ]
@@ -107,6 +108,22 @@ def claimable_cycles(store: Store, kinds: tuple[str, ...] = ("probe", "fingerpri
     return out
 
 
+def complete_orphans(store: Store, kinds: tuple[str, ...] = ("probe",)) -> list[int]:
+    """Marks done the cycles with nothing left to do that no run marked done (the process
+    that recorded their last attempt died first); returns those this call completed."""
+    with store.session() as session:
+        unfinished = select(Attempt.id).where(Attempt.cycle_id == Cycle.id,
+                                              Attempt.status.in_(at.UNFINISHED))
+        ids = list(session.scalars(select(Cycle.id).where(
+            Cycle.kind.in_(list(kinds)), Cycle.status != "done", ~unfinished.exists())))
+    completed = []
+    for cycle_id in ids:
+        with store.session() as session:
+            if at.finish_cycle(session, cycle_id) == "completed":
+                completed.append(cycle_id)
+    return completed
+
+
 def analysis_hook() -> Callable[[Session, Settings], Any] | None:
     """``auditor.analysis.analyze_all`` when that stage is installed, else None."""
     try:
@@ -129,8 +146,33 @@ def observe_cycle(store: Store, metrics: Metrics, cycle_id: int) -> None:
             metrics.observe_attempt(names.get(ep_id, "?"), status, error_class, latency)
 
 
+def _report_problems(problems: list[Any], metrics: Metrics | None) -> int:
+    """One log line per channel or pair without a result; failures counted. -> failures."""
+    failures = 0
+    if metrics is not None:
+        metrics.analysis_left_out.clear()
+    for p in problems:
+        fields = {"suspect": p.suspect, "protected": p.protected, "channel": p.channel,
+                  "reason": p.reason}
+        if p.failed:
+            failures += 1
+            log.error(f"analysis failed for {p.pair}; the other pairs and channels went on",
+                      extra=fields)
+            if metrics is not None:
+                metrics.analysis_failures.labels(p.suspect, p.protected, p.channel).inc()
+        else:
+            log.warning(f"channel {p.channel} left out of the verdict of {p.pair}",
+                        extra=fields)
+            if metrics is not None:
+                metrics.analysis_left_out.labels(p.suspect, p.protected, p.channel).set(1)
+    return failures
+
+
 def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> dict[str, Any]:
-    """Runs the analysis (if enabled and installed), then writes and delivers alerts."""
+    """Runs the analysis (if enabled and installed), then writes and delivers alerts.
+
+    A failing analysis is logged and counted; the alerts are checked and delivered anyway.
+    """
     out: dict[str, Any] = {"analysis": "off"}
     if settings.daemon.analyze_after_cycle:
         analyze = analysis_hook()
@@ -138,11 +180,29 @@ def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> di
             log.debug("analysis stage not installed; skipped")
             out["analysis"] = "missing"
         else:
-            with store.session() as session:
-                verdicts = analyze(session, settings)
-            out["analysis"] = "ok"
-            out["verdicts"] = len(verdicts or [])
-            log.info("analysis done", extra={"verdicts": out["verdicts"]})
+            problems: list[Any] = []
+            try:
+                with store.session() as session:
+                    verdicts = analyze(session, settings, problems=problems)
+            except Exception as exc:
+                out["analysis"] = "failed"
+                out["gaps"] = [{"pair": "*", "channel": "*", "failed": True,
+                                "reason": f"{type(exc).__name__}: {exc}"[:300]}]
+                log.error("analysis failed; tried again after the next cycle", extra={
+                    "suspect": "*", "protected": "*",
+                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+                if metrics is not None:
+                    metrics.analysis_failures.labels("*", "*", "*").inc()
+            else:
+                failures = _report_problems(problems, metrics)
+                out["analysis"] = "ok" if not failures else "partial"
+                out["verdicts"] = len(verdicts or [])
+                out["gaps"] = [{"pair": p.pair, "channel": p.channel, "failed": p.failed,
+                                "reason": p.reason[:300]} for p in problems]
+                if metrics is not None and not failures:
+                    metrics.analysis_ok.set_to_current_time()
+                log.info("analysis done", extra={"verdicts": out["verdicts"],
+                                                 "left_out_or_failed": len(problems)})
     with store.session() as session:
         created = alerts.new_alerts(session, settings)
     with store.session() as session:

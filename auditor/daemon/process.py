@@ -48,6 +48,8 @@ from auditor.store.models import Cycle, utcnow
 log = logging.getLogger("auditor.daemon")
 
 MAX_PARALLEL_CYCLES = 16
+# After the grace period: time to record interrupted attempts and the stop, once each.
+STOP_SETTLE_SECONDS = 2.0
 
 
 class _CountingAdapter:
@@ -114,6 +116,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._analysis: asyncio.Task[None] | None = None
         self._analysis_again = False
+        self.analysis_gaps: list[dict[str, Any]] = []  # of the last analysis, for status
         self._background: list[asyncio.Task[Any]] = []
         self._signals = 0
         self.stopped_cleanly = False
@@ -136,6 +139,7 @@ class Daemon:
             "registry_root": self.registry_root,
             "config_hash": self.settings.config_hash() if self.loaded else None,
             "heartbeat_seconds": self.settings.daemon.heartbeat_seconds if self.loaded else None,
+            "analysis_gaps": self.analysis_gaps,
         }
 
     def _busy(self, name: str) -> bool:
@@ -207,34 +211,30 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     async def _shutdown(self) -> None:
-        loop = asyncio.get_running_loop()
+        """In-flight requests get the whole grace period to finish and be recorded; then
+        the rest is cancelled and recorded as interrupted (``STOP_SETTLE_SECONDS`` at
+        most), and every task of the process is cancelled and awaited."""
         grace = self.settings.daemon.shutdown_grace_seconds
-        deadline = loop.time() + grace
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for task in self._background:
-            if task.get_name() != "heartbeat":
-                task.cancel()
+        await _cancel([t for t in self._background if t.get_name() != "heartbeat"])
         running = [task for task, _ in self.cycle_tasks.values()]
         if running:
-            # In-flight requests may finish (and be recorded) within the grace period; the
-            # last second or so is kept for interrupting and recording the rest.
-            _done, pending = await asyncio.wait(running, timeout=max(0.0, grace * 0.8 - 0.5))
-            for task in pending:
-                task.cancel()
-            interrupted = sorted(n for n, (t, _) in self.cycle_tasks.items() if t in pending)
+            _done, pending = await asyncio.wait(running, timeout=grace) if grace > 0 else (
+                set(), set(running))
             if pending:
+                interrupted = sorted(n for n, (t, _) in self.cycle_tasks.items()
+                                     if t in pending)
                 log.warning("grace period over: interrupting in-flight cycles; their "
                             "unfinished attempts resume at the next start",
                             extra={"cycles": interrupted})
-                await asyncio.wait(pending, timeout=max(0.2, deadline - loop.time() - 0.3))
-        for task in self._background:
-            task.cancel()
-        if self._analysis is not None and not self._analysis.done():
-            self._analysis.cancel()  # its thread finishes or is abandoned at exit
+                await _cancel(pending, STOP_SETTLE_SECONDS)
+        await _cancel(self._background)
+        if self._analysis is not None:  # its thread finishes or is abandoned at exit
+            await _cancel([self._analysis], 0.5)
         try:
             await asyncio.wait_for(asyncio.to_thread(self._write_beat, "stopped", False),
-                                   timeout=max(0.2, deadline - loop.time()))
+                                   timeout=STOP_SETTLE_SECONDS)
         except Exception as exc:
             log.warning("could not record the stop", extra={"error": type(exc).__name__})
         if self.served is not None:
@@ -404,7 +404,7 @@ class Daemon:
         log.info(f"cycle {decision.action}", extra={
             "endpoint": name, "cycle": decision.cycle_id, "schedule_key": key,
             "attempts": decision.attempts})
-        task = self._start_cycle(decision.cycle_id, {name}, observe=decision.action == "planned")
+        task = self._start_cycle(decision.cycle_id, {name})
         if task is not None:
             # The job stays "running" while its cycle runs (max_instances=1); shielded, so
             # that stopping the scheduler does not cut the cycle short (the stop decides).
@@ -416,11 +416,10 @@ class Daemon:
 
     # -- running cycles ------------------------------------------------------------------------
 
-    def _start_cycle(self, cycle_id: int, names: set[str], *,
-                     observe: bool) -> asyncio.Task[None] | None:
+    def _start_cycle(self, cycle_id: int, names: set[str]) -> asyncio.Task[None] | None:
         if self.stopping or cycle_id in self.cycle_tasks:
             return None
-        task = asyncio.create_task(self._run_cycle(cycle_id, names, observe),
+        task = asyncio.create_task(self._run_cycle(cycle_id, names),
                                    name=f"cycle-{cycle_id}")
         self.cycle_tasks[cycle_id] = (task, set(names))
         self.metrics.in_flight.set(len(self.cycle_tasks))
@@ -441,7 +440,7 @@ class Daemon:
                                                 ep.limits.timeout_seconds, self.metrics)
         return out
 
-    async def _run_cycle(self, cycle_id: int, names: set[str], observe: bool) -> None:
+    async def _run_cycle(self, cycle_id: int, names: set[str]) -> None:
         assert self.store is not None
         settings = self.settings
         adapters: dict[str, Adapter] = {}
@@ -482,15 +481,20 @@ class Daemon:
         log.info("cycle finished" if run.done else "cycle left unfinished", extra={
             "cycle": cycle_id, "endpoints": sorted(names), "recorded": run.recorded,
             "counts": counts})
-        if run.done:
-            if observe:
-                try:
-                    await asyncio.to_thread(cycles.observe_cycle, self.store, self.metrics,
-                                            cycle_id)
-                except Exception:
-                    log.exception("metrics of the cycle failed", extra={"cycle": cycle_id})
-            if self.role == "daemon":
-                self._request_analysis()
+        if run.completed:
+            await self._completed(cycle_id)
+
+    async def _completed(self, cycle_id: int) -> None:
+        """This process marked the cycle done (exactly one process does, whoever recorded
+        its last attempt): it counts the cycle's attempts and starts the analysis."""
+        assert self.store is not None
+        log.info("cycle completed here: counted and analysed", extra={"cycle": cycle_id})
+        try:
+            await asyncio.to_thread(cycles.observe_cycle, self.store, self.metrics, cycle_id)
+        except Exception as exc:
+            log.error("metrics of the cycle failed", extra={
+                "cycle": cycle_id, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        self._request_analysis()
 
     async def _work_loop(self) -> None:
         """Claims work of any cycle with claimable attempts (resumes crashed cycles too)."""
@@ -507,7 +511,11 @@ class Daemon:
                     eps = {names[i] for i in ep_ids if i in names}
                     log.info("resuming cycle", extra={"cycle": cycle_id,
                                                       "endpoints": sorted(eps)})
-                    self._start_cycle(cycle_id, eps, observe=False)
+                    self._start_cycle(cycle_id, eps)
+                # cycles whose last attempt was recorded by a process that died before
+                # marking them done
+                for cycle_id in await asyncio.to_thread(cycles.complete_orphans, self.store):
+                    await self._completed(cycle_id)
             except Exception:
                 log.exception("looking for work failed")
             self._wake.clear()
@@ -538,12 +546,29 @@ class Daemon:
             try:
                 result = await asyncio.to_thread(cycles.after_cycle, self.store, self.settings,
                                                  self.metrics)
+                self.analysis_gaps = result.get("gaps", [])
                 if result.get("alerts"):
                     log.info("alerts raised", extra={"alerts": result["alerts"]})
             except Exception:
                 log.exception("analysis or alerting failed; tried again after the next cycle")
             if not self._analysis_again or self.stopping:
                 return
+
+
+async def _cancel(tasks: Any, timeout: float | None = None) -> None:
+    """Cancels ``tasks`` and waits (up to ``timeout``) until they have ended."""
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
+async def _cancel_leftovers() -> None:
+    """Tasks still pending when the daemon returns (a job's firing, say) are cancelled
+    and awaited: none is destroyed pending when the loop closes."""
+    me = asyncio.current_task()
+    await _cancel([t for t in asyncio.all_tasks() if t is not me], STOP_SETTLE_SECONDS)
 
 
 def run_blocking(daemon: Daemon, on_exit: Callable[[int], None] | None = None) -> int:
@@ -557,6 +582,7 @@ def run_blocking(daemon: Daemon, on_exit: Callable[[int], None] | None = None) -
         code = loop.run_until_complete(daemon.run())
     finally:
         try:
+            loop.run_until_complete(_cancel_leftovers())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

@@ -89,7 +89,11 @@ def jitter_offset(name: str, nominal: datetime, jitter: float) -> float:
 
 
 def schedule_key(endpoint: str, nominal: datetime) -> str:
-    return f"{endpoint}@{nominal.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    """``<endpoint>@<UTC time>``; sub-second nominal times (intervals like ``100ms``) keep
+    their microseconds, so two nominal times never share a key."""
+    t = nominal.astimezone(UTC)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return f"{endpoint}@{t.strftime(fmt)}"
 
 
 class EndpointTrigger(BaseTrigger):
@@ -99,6 +103,7 @@ class EndpointTrigger(BaseTrigger):
         self.name = name
         self.interval = schedule.interval_seconds
         self.inner: BaseTrigger
+        self.step: timedelta | None = None  # interval schedules only
         if schedule.cron:
             self.inner = cron_trigger(schedule.cron)
             period = self._cron_min_period()
@@ -106,6 +111,9 @@ class EndpointTrigger(BaseTrigger):
             seconds = self.interval or 86400.0
             self.interval = seconds
             self.inner = IntervalTrigger(seconds=seconds, start_date=ANCHOR, timezone=UTC)
+            # Nominal times are counted in whole microseconds: float arithmetic on a
+            # fractional interval (0.1 s) once gave back the previous fire time.
+            self.step = timedelta(microseconds=max(1, round(seconds * 1e6)))
             period = seconds
         jitter = schedule.jitter_seconds
         if jitter >= period / 2:
@@ -133,15 +141,16 @@ class EndpointTrigger(BaseTrigger):
 
     def next_nominal(self, after: datetime) -> datetime | None:
         """The first nominal time at or after ``after``."""
+        if self.step is not None:
+            return ANCHOR + self.step * -(-(after.astimezone(UTC) - ANCHOR) // self.step)
         return self.inner.get_next_fire_time(None, after)
 
     def nominal_at_or_before(self, when: datetime,
                              lookback: float | None = None) -> datetime | None:
         """The latest nominal time ``<= when`` (None if none within ``lookback`` seconds)."""
         when = when.astimezone(UTC)
-        if self.interval is not None and not isinstance(self.inner, CronTrigger):
-            k = (when - ANCHOR).total_seconds() // self.interval
-            nominal = ANCHOR + timedelta(seconds=k * self.interval)
+        if self.step is not None:
+            nominal = ANCHOR + self.step * ((when - ANCHOR) // self.step)
             if lookback is not None and (when - nominal).total_seconds() > lookback:
                 return None
             return nominal
@@ -182,7 +191,13 @@ class EndpointTrigger(BaseTrigger):
             prev_nominal = self.nominal_of_fire(previous_fire_time)
             if prev_nominal is not None:
                 nxt = self.next_nominal(prev_nominal + timedelta(microseconds=1))
-                return self.fire_time(nxt) if nxt is not None else None
+                if nxt is None:
+                    return None
+                fire = self.fire_time(nxt)
+                if fire > previous_fire_time:
+                    return fire
+            # Never hand APScheduler the previous time again: its loop would spin on it.
+            return self.next_fire(max(now, previous_fire_time))
         return self.next_fire(now)
 
     def __str__(self) -> str:

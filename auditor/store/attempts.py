@@ -23,6 +23,7 @@ __all__ = [
     "Planned",
     "abandon",
     "claim",
+    "finish_cycle",
     "finish_if_done",
     "plan_cycle",
     "reap_dead_claims",
@@ -499,17 +500,33 @@ def summarize(session: Session, cycle_id: int,
 def finish_if_done(session: Session, cycle_id: int,
                    prices: dict[int, tuple[float, float]] | None = None) -> bool:
     """Marks the cycle done (with its summary) once no attempt is left to do."""
+    return finish_cycle(session, cycle_id, prices) is not None
+
+
+def finish_cycle(session: Session, cycle_id: int,
+                 prices: dict[int, tuple[float, float]] | None = None) -> str | None:
+    """Like :func:`finish_if_done`: None while attempts are left, else ``"completed"``
+    for the one call (of any process) that marked the cycle done, ``"done"`` for the rest.
+
+    The guarded UPDATE makes the transition exactly once: on PostgreSQL a second writer
+    waits for the first one's row lock, then finds the cycle done.
+    """
     left = session.scalar(select(func.count()).where(
         Attempt.cycle_id == cycle_id, Attempt.status.in_(UNFINISHED)))
+    if left:
+        return None
     cycle = session.get(Cycle, cycle_id)
     assert cycle is not None
-    if left:
-        return False
-    if cycle.status != "done":
-        planned = (cycle.summary or {}).get("planned")
-        cycle.status, cycle.finished_at = "done", utcnow()
-        cycle.summary = {"planned": planned, "endpoints": summarize(session, cycle_id, prices)}
-    return True
+    if cycle.status == "done":
+        return "done"
+    planned = (cycle.summary or {}).get("planned")
+    summary = {"planned": planned, "endpoints": summarize(session, cycle_id, prices)}
+    won = session.execute(
+        update(Cycle).where(Cycle.id == cycle_id, Cycle.status != "done")
+        .values(status="done", finished_at=utcnow(), summary=summary)
+        .execution_options(synchronize_session=False))
+    session.expire(cycle)
+    return "completed" if won.rowcount == 1 else "done"  # type: ignore[attr-defined]
 
 
 def spent_today(session: Session, endpoint_id: int) -> tuple[int, int]:

@@ -32,7 +32,10 @@ def write_canaries(directory: Path, items: list[dict[str, Any]]) -> Path:
 
 def write_config(path: Path, db_url: str, base_url: str, *, interval: str = "2s",
                  daemon: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
-                 endpoints: int = 1, jitter: float = 0.0, extra: str = "") -> Path:
+                 endpoints: int = 1, jitter: float = 0.0, extra: str = "",
+                 roles: dict[str, tuple[str, str]] | None = None) -> Path:
+    """One suspect ``ep<i>`` per ``endpoints`` at ``base_url``; or, with ``roles``, one
+    endpoint per ``name -> (role, base_url)``."""
     d = {"heartbeat_seconds": 0.5, "shutdown_grace_seconds": 3, "lease_seconds": 5,
          "metrics_port": 0, "misfire_grace_seconds": 60, "watch_files": False,
          "analyze_after_cycle": True, **(daemon or {})}
@@ -49,9 +52,10 @@ def write_config(path: Path, db_url: str, base_url: str, *, interval: str = "2s"
     lines = [f'database_url = "{db_url}"', 'canaries_dir = "canaries"', extra, "[daemon]"]
     lines += [f"{k} = {toml(v)}" for k, v in d.items()]
     inline = ", ".join(f"{k} = {toml(v)}" for k, v in lim.items())
-    for i in range(endpoints):
-        lines += ["[[endpoints]]", f'name = "ep{i}"', 'provider = "http"', 'model = "m"',
-                  f'base_url = "{base_url}/v1"', 'role = "suspect"',
+    eps = roles or {f"ep{i}": ("suspect", base_url) for i in range(endpoints)}
+    for name, (role, url) in eps.items():
+        lines += ["[[endpoints]]", f'name = "{name}"', 'provider = "http"', 'model = "m"',
+                  f'base_url = "{url}/v1"', f'role = "{role}"',
                   f'schedule = {{ interval = "{interval}", jitter_seconds = {jitter} }}',
                   f"limits = {{ {inline} }}"]
     path.write_text("\n".join(lines) + "\n")

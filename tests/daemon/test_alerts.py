@@ -8,16 +8,24 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from auditor.alerts import SIGNATURE_HEADER, check_alerts, deliver_pending, new_alerts
+from auditor.alerts import (
+    SIGNATURE_HEADER,
+    check_alerts,
+    deliver_pending,
+    new_alerts,
+    sink_name,
+)
 from auditor.config import Settings
+from auditor.metrics import Metrics
 from auditor.store import Store, sync_endpoints
-from auditor.store.models import Alert, MonitorState
+from auditor.store.models import Alert, MonitorState, utcnow
 
 
 class Hook:
@@ -181,3 +189,56 @@ def test_delivery_of_nothing_pending_sends_nothing(store: Store, hook: Hook) -> 
         sync_endpoints(s, settings)
         assert deliver_pending(s, settings) == []
     assert hook.bodies == []
+
+
+def _undeliverable_gauge(store: Store) -> float:
+    metrics = Metrics()
+    with store.session() as s:
+        metrics.refresh_from_store(s)
+    return float(metrics.alerts_undeliverable._value.get())
+
+
+def _down(store: Store, settings: Settings, checks: int, **kwargs: Any) -> None:
+    for _ in range(checks):
+        with store.session() as s:
+            check_alerts(s, settings, sleep=lambda _: None, **kwargs)
+
+
+def test_a_webhook_that_always_fails_is_capped_and_the_alert_marked_undeliverable(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    hook = Hook(fail=10**6)
+    try:
+        settings = _settings({"url": hook.url, "max_retries": 1, "max_deliveries": 3})
+        _state(store, settings, 50.0)
+        with caplog.at_level(logging.INFO, logger="auditor.alerts"):
+            _down(store, settings, 8)  # eight cycles
+        assert len(hook.bodies) == 3 * 2  # three deliveries of two tries, then no more
+        (alert,) = _alerts(store)
+        state = alert.delivery[sink_name(hook.url)]
+        assert alert.delivered_at is None and state["undeliverable"] and state["deliveries"] == 3
+        given_up = [r for r in caplog.records if r.getMessage().startswith("alert undeliverable")]
+        assert len(given_up) == 1 and given_up[0].levelno == logging.ERROR
+        assert _undeliverable_gauge(store) == 1
+    finally:
+        hook.close()
+
+
+def test_delivery_resumes_once_the_webhook_works_again(store: Store) -> None:
+    hook = Hook(fail=10**6)
+    try:
+        settings = _settings({"url": hook.url, "max_retries": 0, "max_deliveries": 2,
+                              "resume_after_seconds": 600})
+        _state(store, settings, 50.0)
+        _down(store, settings, 3)
+        assert len(hook.bodies) == 2 and _alerts(store)[0].delivery[
+            sink_name(hook.url)]["undeliverable"]
+        hook.fail = 0  # the webhook is fixed
+        _down(store, settings, 1)  # before resume_after_seconds: not offered again
+        assert len(hook.bodies) == 2
+        _down(store, settings, 1, now=utcnow() + timedelta(seconds=601))
+        (alert,) = _alerts(store)
+        assert len(hook.bodies) == 3 and alert.delivered_at is not None
+        assert alert.delivery[sink_name(hook.url)]["ok"]
+        assert _undeliverable_gauge(store) == 0
+    finally:
+        hook.close()

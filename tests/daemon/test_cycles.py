@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +15,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from auditor.config import Settings
-from auditor.daemon.cycles import after_cycle, claimable_cycles, plan_or_join
+from auditor.daemon.cycles import after_cycle, claimable_cycles, complete_orphans, plan_or_join
+from auditor.metrics import Metrics
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, open_store, sync_endpoints
-from auditor.store.models import Alert, Attempt, Cycle, MonitorState, utcnow
+from auditor.store.attempts import finish_cycle
+from auditor.store.models import Alert, Attempt, Cycle, MonitorState, Verdict, utcnow
 
 
 def _prepare(tmp_path: Path, store: Store) -> Settings:
@@ -97,7 +100,7 @@ def test_after_cycle_runs_the_analysis_hook_then_raises_the_alert(
         rows = sync_endpoints(s, settings)
     calls: list[Settings] = []
 
-    def analyze_all(session: Session, given: Settings) -> list[object]:
+    def analyze_all(session: Session, given: Settings, problems: list[object]) -> list[object]:
         calls.append(given)
         session.add(MonitorState(suspect_id=rows["sus"].id, protected_id=rows["prot"].id,
                                  state={}, e_value=1e3))
@@ -115,3 +118,73 @@ def test_after_cycle_without_the_analysis_stage_still_checks_alerts(store: Store
     settings = Settings.model_validate({})
     result = after_cycle(store, settings, None)
     assert result["analysis"] in ("missing", "ok") and result["alerts"] == 0
+
+
+def test_concurrent_finishers_on_postgresql_complete_the_cycle_once(tmp_path: Path,
+                                                                   pg_url: str) -> None:
+    """Whoever records the last attempt, one process (exactly) counts and analyses it."""
+    store = open_store(pg_url, migrate=True)
+    try:
+        settings = _prepare(tmp_path, store)
+        planned = plan_or_join(store, settings.endpoints[0], "ep@done")
+        with store.session() as s:
+            s.execute(update(Attempt).values(status="ok"))
+        stores = [open_store(pg_url) for _ in range(6)]
+
+        def finish(st: Store) -> str | None:
+            with st.session() as s:
+                return finish_cycle(s, planned.cycle_id)
+
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                results = list(pool.map(finish, stores))
+        finally:
+            for st in stores:
+                st.close()
+        assert sorted(results, key=str) == ["completed"] + ["done"] * 5
+    finally:
+        store.close()
+
+
+def test_a_cycle_left_with_nothing_to_do_is_completed_once(tmp_path: Path, store: Store) -> None:
+    """The process that recorded the last attempt died before marking the cycle done."""
+    settings = _prepare(tmp_path, store)
+    planned = plan_or_join(store, settings.endpoints[0], "ep@orphan")
+    assert complete_orphans(store) == []  # work is left: not an orphan
+    with store.session() as s:
+        s.execute(update(Attempt).values(status="ok"))
+    assert complete_orphans(store) == [planned.cycle_id]
+    assert complete_orphans(store) == []
+    with store.session() as s:
+        assert s.get(Cycle, planned.cycle_id).status == "done"
+
+
+def test_a_failing_channel_is_logged_once_counted_and_the_other_channels_go_on(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The embedding model cannot load: free text fails for every pair, choice goes on."""
+    import random
+
+    from tests.factories import fill, settings_with
+
+    roles = {"p": "protected", "s": "suspect", "c0": "control", "c1": "control",
+             "c2": "control"}
+    rng = random.Random(4)
+    answers = {name: {"ft-greeting": [f"hello {rng.random()}"],
+                      "ch-colour": [rng.choice(["red", "blue", "green"]) for _ in range(10)],
+                      "ch-coin": [rng.choice(["heads", "tails"]) for _ in range(10)]}
+               for name in roles}
+    fill(store, settings_with(roles), answers)
+    settings = settings_with(roles, analysis={
+        "representations": ["word", "embedding"],
+        "embedding_model": str(Path(__file__).parent / "no-such-model")})
+    metrics = Metrics()
+    with caplog.at_level(logging.INFO, logger="auditor.daemon"):
+        result = after_cycle(store, settings, metrics)
+    assert result["analysis"] == "partial" and result["verdicts"] >= 1
+    failed = [r for r in caplog.records if r.getMessage().startswith("analysis failed")]
+    assert [(r.suspect, r.protected, r.channel) for r in failed] == [("s", "p", "free_text")]
+    assert metrics.analysis_failures.labels("s", "p", "free_text")._value.get() == 1
+    with store.session() as s:
+        verdict = s.scalars(select(Verdict)).first()
+    assert verdict is not None and "choice" in verdict.channels
+    assert verdict.params["left_out"]["free_text"].startswith("failed: ")

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
+import subprocess
+import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from daemon.helpers import Proc, canaries, start, wait_for, write_canaries, write_config
+from daemon.helpers import (
+    Proc,
+    canaries,
+    env_for,
+    start,
+    wait_for,
+    write_canaries,
+    write_config,
+)
 from probe.servers import FakeServer
 from sqlalchemy import func, select
 
@@ -151,10 +165,12 @@ def test_sigterm_exits_zero_within_the_grace_period_and_leaves_no_claim(
     server = FakeServer(delay=30.0, record=False).start()  # answers never come in time
     try:
         db = f"sqlite:///{tmp_path / 'a.db'}"
-        write_canaries(tmp_path / "canaries", canaries(4))
+        # more attempts than the workers and their queue hold: the feeder waits too
+        write_canaries(tmp_path / "canaries", canaries(12))
         cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1h",
                            daemon={"shutdown_grace_seconds": 2, "misfire_grace_seconds": 7200},
-                           limits={"timeout_seconds": 60})
+                           limits={"timeout_seconds": 60, "concurrency": 2,
+                                   "requests_per_minute": 600})
         daemon = start(tmp_path, "daemon", cfg, "daemon")
         procs.append(daemon)
         wait_for(lambda: daemon.messages("started"), 30, what="the start", procs=[daemon])
@@ -179,7 +195,117 @@ def test_sigterm_exits_zero_within_the_grace_period_and_leaves_no_claim(
             assert "running" not in statuses
             assert statuses <= {"planned", "interrupted"}
             assert beat.status == "stopped"
+            # an orderly stop: every task cancelled and awaited, nothing left "pending"
+            lines = daemon.lines()
+            assert not [r for r in lines if r.get("level") in ("error", "critical", "raw")]
+            assert not [r for r in lines if "Task was destroyed" in r.get("msg", "")]
         finally:
             store.close()
     finally:
         server.stop()
+
+
+class _GatedServer(FakeServer):
+    """Holds every answer until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(record=False)
+        self.gate = threading.Event()
+        self.arrived = 0
+
+    async def _respond(self, method: str, path: str, body: dict[str, Any] | None,
+                       writer: asyncio.StreamWriter) -> bool:
+        self.arrived += 1
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        return await super()._respond(method, path, body, writer)
+
+
+def test_in_flight_requests_get_the_whole_grace_period_to_finish_and_be_recorded(
+        tmp_path: Path, procs: list[Proc]) -> None:
+    """The grace once was 0.8 x grace - 0.5 s: 2.7 s of 4 s."""
+    server = _GatedServer().start()
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(1))
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="1h",
+                           daemon={"shutdown_grace_seconds": 4, "misfire_grace_seconds": 7200,
+                                   "analyze_after_cycle": False},
+                           limits={"timeout_seconds": 60})
+        daemon = start(tmp_path, "daemon", cfg, "daemon")
+        procs.append(daemon)
+        wait_for(lambda: daemon.messages("started"), 30, what="the start", procs=[daemon])
+        store = open_store(db)
+        try:
+            wait_for(lambda: server.arrived, 30, 0.02, "the request on the wire", [daemon])
+            daemon.signal(signal.SIGTERM)
+            wait_for(lambda: daemon.messages("stop requested: no new work; in-flight "
+                                             "requests get the grace period"), 10)
+            time.sleep(3.0)  # past the old 2.7 s, within the 4 s grace
+            server.gate.set()
+            assert daemon.popen.wait(20) == 0
+            with store.session() as s:
+                statuses = list(s.scalars(select(Attempt.status)))
+                answers = s.scalar(select(func.count()).select_from(Response))
+            assert statuses == ["ok"] and answers == 1
+        finally:
+            store.close()
+    finally:
+        server.gate.set()
+        server.stop()
+
+
+def test_one_control_down_leaves_channels_out_and_the_log_stays_json_without_urls(
+        tmp_path: Path, procs: list[Proc], server: FakeServer) -> None:
+    """One of three controls only times out: the analysis used to abort after every cycle
+    with a traceback; httpx2 logged each request's URL; numpy warned in raw text."""
+    dead = FakeServer(delay=30.0, record=False).start()
+    try:
+        db = f"sqlite:///{tmp_path / 'a.db'}"
+        write_canaries(tmp_path / "canaries", canaries(4, samples=2))
+        roles = {"prot": ("protected", server.url), "sus": ("suspect", server.url),
+                 "c0": ("control", server.url), "c1": ("control", server.url),
+                 "c2": ("control", dead.url)}
+        cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="3s",
+                           roles=roles, limits={"timeout_seconds": 0.5})
+        daemon = start(tmp_path, "daemon", cfg, "daemon")
+        procs.append(daemon)
+        wait_for(lambda: len(daemon.messages("analysis done")) >= 3, 90,
+                 what="three analyses", procs=[daemon])
+        assert daemon.stop() == 0
+        lines = daemon.lines()
+        assert lines and all(r.get("level") != "raw" for r in lines)  # every line is JSON
+        text = daemon.log.read_text()
+        assert server.url not in text and dead.url not in text and "/v1" not in text
+        assert not [r for r in lines if r.get("level") == "error" or "traceback" in r]
+        gaps = [r for r in lines if r["msg"] == "channel free_text left out of the verdict "
+                "of sus vs prot"]
+        assert gaps and "2 controls with free_text data" in gaps[0]["reason"]
+        shown = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg),
+                                "status", "--json"], cwd=tmp_path, env=env_for(tmp_path),
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert {(g["pair"], g["channel"], g["failed"]) for g in json.loads(
+            shown.stdout)["analysis_gaps"]} >= {("sus vs prot", "free_text", False)}
+    finally:
+        dead.stop()
+
+
+def test_a_fractional_interval_plans_cycles_and_stops_on_sigterm(
+        tmp_path: Path, procs: list[Proc], server: FakeServer) -> None:
+    """``300ms`` once wedged the scheduler: nothing planned, SIGTERM ignored."""
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    write_canaries(tmp_path / "canaries", canaries(1))
+    cfg = write_config(tmp_path / "auditor.toml", db, server.url, interval="300ms",
+                       daemon={"analyze_after_cycle": False})
+    daemon = start(tmp_path, "daemon", cfg, "daemon")
+    procs.append(daemon)
+    store = open_store(db)
+    try:
+        wait_for(lambda: len([c for c in _cycles(store) if c.status == "done"]) >= 3, 60,
+                 what="three cycles", procs=[daemon])
+        keys = [c.schedule_key for c in _cycles(store)]
+        assert len(set(keys)) == len(keys)
+    finally:
+        store.close()
+    assert daemon.stop(timeout=30) == 0

@@ -63,3 +63,21 @@ def test_log_file_receives_the_lines(tmp_path: Path, stream: io.StringIO) -> Non
     for h in logging.getLogger().handlers:
         h.flush()
     assert json.loads(path.read_text().splitlines()[-1])["msg"] == "hello"
+
+
+def test_python_warnings_and_http_client_lines_are_json_or_silent(stream: io.StringIO) -> None:
+    """numpy's RuntimeWarning once went to stderr as raw text; httpx2 logged every URL."""
+    import warnings
+
+    import numpy as np
+
+    setup_logging(_settings(), stream=stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        np.mean(np.array([]))  # RuntimeWarning: Mean of empty slice
+    logging.getLogger("httpx2").info('HTTP Request: POST http://127.0.0.1:9/v1/chat "200 OK"')
+    logging.getLogger("httpcore2.connection").debug("connect_tcp.started host='127.0.0.1'")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines and {r["logger"] for r in lines} == {"py.warnings"}
+    assert any("Mean of empty slice" in r["msg"] for r in lines)
+    assert all(r["level"] == "warning" and "127.0.0.1" not in r["msg"] for r in lines)

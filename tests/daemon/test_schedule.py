@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from auditor.config import Schedule
 from auditor.daemon.schedule import EndpointTrigger, cron_trigger, jitter_offset, schedule_key
 
@@ -56,3 +59,31 @@ def test_jitter_longer_than_half_the_period_is_reduced() -> None:
 
 def test_schedule_key_names_endpoint_and_nominal_time_in_utc() -> None:
     assert schedule_key("ep", SAT) == "ep@2026-03-07T12:00:00Z"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    interval_ms=st.integers(min_value=1, max_value=90_000_000),
+    start_us=st.integers(min_value=0, max_value=40 * 365 * 86400 * 10**6),
+    jitter=st.sampled_from([0.0, 0.05, 0.9, 30.0]),
+)
+def test_every_interval_advances_strictly(interval_ms: int, start_us: int, jitter: float) -> None:
+    """Fractional intervals (100ms, 1.1s) once returned the previous fire time itself."""
+    from auditor.daemon.schedule import ANCHOR
+
+    trig = EndpointTrigger("ep", Schedule(interval=f"{interval_ms}ms", jitter_seconds=jitter))
+    now = ANCHOR + timedelta(microseconds=start_us)
+    fire = trig.get_next_fire_time(None, now)
+    assert fire is not None and fire > now
+    for _ in range(5):
+        nxt = trig.get_next_fire_time(fire, fire)
+        assert nxt is not None and nxt > fire, (interval_ms, fire, nxt)
+        assert trig.nominal_of_fire(nxt) > trig.nominal_of_fire(fire)
+        fire = nxt
+
+
+def test_a_100ms_interval_advances_from_the_reported_wedge() -> None:
+    trig = EndpointTrigger("ep", Schedule(interval="100ms"))
+    prev = datetime(2026, 3, 7, 13, 0, 0, 100000, tzinfo=UTC)
+    assert trig.get_next_fire_time(prev, prev) == prev + timedelta(milliseconds=100)
+    assert schedule_key("ep", prev) != schedule_key("ep", prev + timedelta(milliseconds=100))

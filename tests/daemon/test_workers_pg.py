@@ -12,11 +12,22 @@ from sqlalchemy import func, select
 
 from auditor.config import load_settings
 from auditor.registry import load_registry, sync_registry
+from auditor.store import Store, ledger, open_store, sync_endpoints
 from auditor.store import attempts as at
-from auditor.store import ledger, open_store, sync_endpoints
 from auditor.store.models import Attempt, Response
 
 pytestmark = pytest.mark.postgres
+
+
+def _plan(cfg: Path, pg_url: str) -> tuple[Store, at.Planned]:
+    """A migrated store with the config's endpoints and canaries, and one planned cycle."""
+    settings = load_settings(cfg)
+    store = open_store(pg_url, migrate=True)
+    with store.session() as s:
+        sync_registry(s, load_registry(settings.canaries_path))
+        sync_endpoints(s, settings)
+        planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
+    return store, planned
 
 
 def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
@@ -26,13 +37,8 @@ def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
         write_canaries(tmp_path / "canaries", canaries(40, samples=50))  # 2000 attempts
         cfg = write_config(tmp_path / "auditor.toml", pg_url, server.url, interval="24h",
                            limits={"concurrency": 16}, daemon={"lease_seconds": 30})
-        settings = load_settings(cfg)
-        store = open_store(pg_url, migrate=True)
+        store, planned = _plan(cfg, pg_url)
         try:
-            with store.session() as s:
-                sync_registry(s, load_registry(settings.canaries_path))
-                sync_endpoints(s, settings)
-                planned = at.plan_cycle(s, settings.endpoints, schedule_key="ep0@test")
             assert planned.attempts == 2000
 
             def status() -> dict[str, int]:
@@ -67,6 +73,38 @@ def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
             assert held > 0
             assert tries == 2000 and sent <= tries + held
             assert any(r.get("msg") == "cycle finished" for r in b.lines())
+        finally:
+            store.close()
+    finally:
+        server.stop()
+
+
+def test_the_process_that_completes_a_cycle_counts_and_analyses_it_once(
+        tmp_path: Path, pg_url: str, procs: list[Proc]) -> None:
+    """A cycle no running process planned, finished by two workers: one of them counts
+    its attempts and runs the analysis (workers once never analysed)."""
+    server = FakeServer(delay=0.01, record=False).start()
+    try:
+        write_canaries(tmp_path / "canaries", canaries(20, samples=5))  # 100 attempts
+        cfg = write_config(tmp_path / "auditor.toml", pg_url, server.url, interval="24h",
+                           limits={"concurrency": 4})
+        store, planned = _plan(cfg, pg_url)
+        try:
+            workers = [start(tmp_path, "worker", cfg, f"worker-{i}", "--poll", "0.3")
+                       for i in range(2)]
+            procs += workers
+
+            def analysed() -> list[Proc]:
+                return [w for w in workers if w.messages("analysis done")]
+
+            wait_for(analysed, 120, 0.1, "the analysis after the cycle", workers)
+            for w in workers:
+                assert w.stop() == 0
+            completed = [(w, r) for w in workers
+                         for r in w.messages("cycle completed here: counted and analysed")]
+            assert [r["cycle"] for _, r in completed] == [planned.cycle_id]
+            assert analysed() == [completed[0][0]]
+            assert all(r.get("level") != "error" for w in workers for r in w.lines())
         finally:
             store.close()
     finally:
