@@ -1,0 +1,215 @@
+"""Monitoring power and validity in simulated worlds, through the product's own analysis.
+
+Each world has a protected model, ``5..8`` independent controls and one suspect, all the
+demo's ``Persona`` models (``auditor.demo.lm``), fixed for the whole world. Every cycle
+sends new free-text canaries (``--canaries`` per cycle, ``--samples`` answers each) to
+every model; the evidence so far goes through ``stats.canary_similarities`` and
+``stats.provenance_test`` exactly as ``analysis.analyze_all`` runs them, and the
+suspect's monitor is updated as ``analysis._update_monitor`` does it. The suspect is:
+
+- ``null``: an independent persona (the realistic null: one fixed model, not redrawn);
+- ``clone``: a persona with every habit of the protected model (its own random answers);
+- ``partial``: a student that inherits each habit of the protected model with
+  probability ``--inherit`` (0.8) and has its own otherwise.
+
+    python -m benchmarks.monitoring                       # moderate default size
+    python -m benchmarks.monitoring --worlds null=500,clone=200,partial=200 \\
+        --cycles null=64,clone=32,partial=64
+
+Prints one line per setting::
+
+    monitor world=null|clone|partial worlds=W cycles=C alarm_rate=x.xxx \
+        fixed_p_rate=x.xxx median_cycles_to_alarm=N|never       (on one line)
+
+``alarm_rate``: share of worlds whose monitor alarmed by the last cycle (looked at after
+every cycle); ``fixed_p_rate``: share whose fixed-sample p <= alpha at the last cycle;
+``median_cycles_to_alarm``: median over all worlds of the cycle of the first alarm
+(``never`` when fewer than half alarmed).
+
+By default each cycle's new canaries go through the similarity pass on their own and
+are appended to the tensor of the earlier ones: per-canary similarities are the same
+as in one pass over everything except that the TF-IDF weights and the style scaling
+are fitted on the cycle's texts instead of on all texts (``--exact`` runs the full pass
+every cycle, quadratic in the number of cycles). The provenance test, the p-value and
+the monitor's input are the product's own either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auditor import stats
+from auditor.demo.lm import Persona
+from auditor.demo.world import TEMPLATES, TOPICS
+from auditor.stats import monitor
+from auditor.stats.similarity import SimilarityTensor
+
+__all__ = ["World", "main", "make_world", "run_world"]
+
+KINDS = ("null", "clone", "partial")
+HABITS = ("openers", "closers", "frames", "numbers", "colours", "animals")
+REPS = ("word", "layout", "style")  # the configured default (config.AnalysisSettings)
+
+
+@dataclass
+class World:
+    protected: Persona
+    controls: list[Persona]
+    suspect: Persona
+    prompts: list[str]
+    rng: random.Random
+    responses: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def _student(teacher: Persona, own: Persona, inherit: float, rng: random.Random) -> Persona:
+    """A persona that takes each of the teacher's habits with probability ``inherit``."""
+    words = {k: teacher.words[k] if rng.random() < inherit else v for k, v in own.words.items()}
+    lists = {h: getattr(teacher if rng.random() < inherit else own, h) for h in HABITS}
+    return Persona(own.name, own.maker, own.seed, words=words, **lists)
+
+
+def make_world(kind: str, seed: int, inherit: float = 0.8) -> World:
+    rng = random.Random(seed)
+    m = rng.randint(5, 8)
+    seeds = rng.sample(range(1, 10**9), m + 2)
+    protected = Persona("P", "p-maker", seeds[0])
+    controls = [Persona(f"C{i}", f"c{i}-maker", s) for i, s in enumerate(seeds[1 : m + 1])]
+    own = Persona("S", "s-maker", seeds[-1])
+    suspect = {
+        "null": own,
+        "clone": _student(protected, own, 1.0, rng),
+        "partial": _student(protected, own, inherit, rng),
+    }[kind]
+    prompts = [t.format(t=topic) for topic in TOPICS for t in TEMPLATES]
+    rng.shuffle(prompts)
+    return World(protected, controls, suspect, prompts, rng)
+
+
+def _models(w: World) -> dict[str, Persona]:
+    return {"P": w.protected, **{f"C{i}": c for i, c in enumerate(w.controls)}, "S": w.suspect}
+
+
+def _append(old: SimilarityTensor | None, new: SimilarityTensor) -> SimilarityTensor:
+    """``old`` with ``new``'s canaries added (same models and representations)."""
+    if old is None:
+        return new
+    style = (None if old.style is None or new.style is None
+             else np.concatenate([old.style, new.style]))
+    return SimilarityTensor(old.models, old.canaries + new.canaries, old.reps,
+                            np.concatenate([old.sims, new.sims], axis=1),
+                            np.concatenate([old.counts, new.counts]), style)
+
+
+def run_world(
+    w: World,
+    cycles: int,
+    per_cycle: int = 2,
+    samples: int = 2,
+    alpha: float = 0.05,
+    exact: bool = False,
+) -> dict[str, object]:
+    """Runs the cycles; returns the p-value and e-value after each and the first alarm."""
+    models = _models(w)
+    controls = [k for k in models if k.startswith("C")]
+    ps: list[float] = []
+    ns: list[int] = []
+    sim = None
+    for cycle in range(1, cycles + 1):
+        new: dict[str, dict[str, list[str]]] = {name: {} for name in models}
+        for i in range(per_cycle):
+            prompt = w.prompts[((cycle - 1) * per_cycle + i) % len(w.prompts)]
+            for name, persona in models.items():
+                new[name][f"q{cycle}-{i}"] = [persona.answer(prompt, w.rng) for _ in range(samples)]
+        for name, per in new.items():
+            w.responses.setdefault(name, {}).update(per)
+        if exact:  # the similarity pass over all evidence so far, as analyze_all runs it
+            sim = stats.canary_similarities(w.responses, reps=REPS)
+        else:  # the new canaries only, appended (see the module docstring)
+            sim = _append(sim, stats.canary_similarities(new, reps=REPS))
+        # n_boot=0: the bootstrap interval of the effect does not change the p-value
+        res = stats.provenance_test(sim, "P", "S", controls, reps=sim.reps, seed=0, n_boot=0)
+        n = sum(len(v) for v in w.responses["S"].values())  # analysis.PairResult.n_samples
+        ps.append(res.p_value)
+        ns.append(max(n, 1))
+    return {"p": ps, "n": ns, **watch(ps, ns, alpha)}
+
+
+def watch(ps: Sequence[float], ns: Sequence[int], alpha: float) -> dict[str, object]:
+    """The monitor fed one cycle at a time as ``analysis._update_monitor`` feeds it, looked
+    at after every cycle: its e-values and the first cycle that alarmed."""
+    state = monitor.new_state()
+    es, first = [], None
+    for cycle, (p, n) in enumerate(zip(ps, ns, strict=True), start=1):
+        state = monitor.update(state, p, n, f"cycle-{cycle}")
+        es.append(monitor.e_value(state))
+        if first is None and monitor.alarm(state, alpha):
+            first = cycle
+    return {"e": es, "first_alarm": first}
+
+
+def summarise(kind: str, runs: Sequence[dict], cycles: int, alpha: float) -> str:
+    firsts = [r["first_alarm"] for r in runs]
+    alarm_rate = sum(f is not None for f in firsts) / len(runs)
+    fixed = sum(r["p"][-1] <= alpha for r in runs) / len(runs)
+    ordered = sorted(f if f is not None else cycles + 1 for f in firsts)
+    med = ordered[(len(ordered) - 1) // 2]
+    median = str(med) if med <= cycles else "never"
+    return (
+        f"monitor world={kind} worlds={len(runs)} cycles={cycles} alarm_rate={alarm_rate:.3f} "
+        f"fixed_p_rate={fixed:.3f} median_cycles_to_alarm={median}"
+    )
+
+
+def _per_kind(text: str, cast: type) -> dict[str, object]:
+    out = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        if k not in KINDS:
+            raise SystemExit(f"unknown world {k!r}: choose from {', '.join(KINDS)}")
+        out[k] = cast(v)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worlds", default="null=200,clone=100,partial=100",
+                    help="worlds per setting, e.g. null=500,clone=200,partial=200")
+    ap.add_argument("--cycles", default="null=32,clone=32,partial=64",
+                    help="cycles per setting, e.g. null=64,clone=32,partial=64")
+    ap.add_argument("--canaries", type=int, default=2, help="new canaries per cycle")
+    ap.add_argument("--samples", type=int, default=2, help="answers per canary and model")
+    ap.add_argument("--inherit", type=float, default=0.8, help="partial student's inheritance")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exact", action="store_true",
+                    help="recompute the similarity pass over all evidence every cycle (slow)")
+    ap.add_argument("--json", type=Path, help="write every world's p and e trajectory here")
+    a = ap.parse_args(argv)
+    worlds, cycles = _per_kind(a.worlds, int), _per_kind(a.cycles, int)
+    dump = {}
+    for k, kind in enumerate(KINDS):
+        if kind not in worlds:
+            continue
+        c = int(cycles.get(kind, 32))
+        runs = [
+            run_world(make_world(kind, a.seed * 1_000_003 + k * 100_000 + i, a.inherit),
+                      c, a.canaries, a.samples, a.alpha, a.exact)
+            for i in range(int(worlds[kind]))
+        ]
+        print(summarise(kind, runs, c, a.alpha), flush=True)
+        dump[kind] = runs
+    if a.json:
+        a.json.write_text(json.dumps(dump))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
