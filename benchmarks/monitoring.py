@@ -15,6 +15,7 @@ suspect's monitor is updated as ``analysis._update_monitor`` does it. The suspec
     python -m benchmarks.monitoring                       # moderate default size
     python -m benchmarks.monitoring --worlds null=500,clone=200,partial=200 \\
         --cycles null=64,clone=32,partial=64
+    python -m benchmarks.monitoring --bench --batch 10 --batches 40 --seeds 3
 
 Prints one line per setting::
 
@@ -26,12 +27,14 @@ every cycle); ``fixed_p_rate``: share whose fixed-sample p <= alpha at the last 
 ``median_cycles_to_alarm``: median over all worlds of the cycle of the first alarm
 (``never`` when fewer than half alarmed).
 
-By default each cycle's new canaries go through the similarity pass on their own and
-are appended to the tensor of the earlier ones: per-canary similarities are the same
-as in one pass over everything except that the TF-IDF weights and the style scaling
-are fitted on the cycle's texts instead of on all texts (``--exact`` runs the full pass
-every cycle, quadratic in the number of cycles). The provenance test, the p-value and
-the monitor's input are the product's own either way.
+Each cycle's new canaries go through the similarity pass once, pooled over ``--pool``
+worlds (models and canaries named per world), and each world's part is appended to the
+tensor of its earlier canaries. Per-canary similarities are those of one pass over each
+world's whole evidence except that the TF-IDF weights and the style scaling are fitted
+on the cycle's pooled texts instead of on all of one world's texts; rerunning the pass
+over everything every cycle, as the daemon does, is quadratic in the cycles and too slow
+for hundreds of worlds. The provenance test, its p-value and the monitor's input are the
+product's own.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ from auditor.demo.lm import Persona
 from auditor.demo.world import TEMPLATES, TOPICS
 from auditor.stats import monitor
 from auditor.stats.similarity import SimilarityTensor
+from benchmarks.bench_data import (
+    bench_available,
+    bench_dir,
+    common_prompt_ids,
+    draw_canaries,
+    load_cases,
+    load_outputs,
+)
+from benchmarks.stats_experiments import jobs
 
 __all__ = ["World", "main", "make_world", "run_world"]
 
@@ -108,38 +120,53 @@ def _append(old: SimilarityTensor | None, new: SimilarityTensor) -> SimilarityTe
                             np.concatenate([old.counts, new.counts]), style)
 
 
-def run_world(
-    w: World,
+def _select(sim: SimilarityTensor, prefix: str) -> SimilarityTensor:
+    """The part of a pooled tensor that belongs to one world (names without the prefix)."""
+    mi = [i for i, m in enumerate(sim.models) if m.startswith(prefix)]
+    qi = [i for i, c in enumerate(sim.canaries) if c.startswith(prefix)]
+    sims = sim.sims[:, qi][:, :, mi][:, :, :, mi]
+    style = None if sim.style is None else sim.style[qi][:, mi]
+    return SimilarityTensor(tuple(sim.models[i][len(prefix):] for i in mi),
+                            tuple(sim.canaries[i] for i in qi), sim.reps, sims,
+                            sim.counts[qi][:, mi], style)
+
+
+def run_worlds(
+    worlds: Sequence[World],
     cycles: int,
     per_cycle: int = 2,
     samples: int = 2,
     alpha: float = 0.05,
-    exact: bool = False,
-) -> dict[str, object]:
-    """Runs the cycles; returns the p-value and e-value after each and the first alarm."""
-    models = _models(w)
-    controls = [k for k in models if k.startswith("C")]
-    ps: list[float] = []
-    ns: list[int] = []
-    sim = None
+) -> list[dict[str, object]]:
+    """Runs the cycles of several worlds side by side; for each world, the p-value and
+    sample count after each cycle, the monitor's e-values and its first alarm."""
+    sims: list[SimilarityTensor | None] = [None] * len(worlds)
+    ps: list[list[float]] = [[] for _ in worlds]
     for cycle in range(1, cycles + 1):
-        new: dict[str, dict[str, list[str]]] = {name: {} for name in models}
-        for i in range(per_cycle):
-            prompt = w.prompts[((cycle - 1) * per_cycle + i) % len(w.prompts)]
-            for name, persona in models.items():
-                new[name][f"q{cycle}-{i}"] = [persona.answer(prompt, w.rng) for _ in range(samples)]
-        for name, per in new.items():
-            w.responses.setdefault(name, {}).update(per)
-        if exact:  # the similarity pass over all evidence so far, as analyze_all runs it
-            sim = stats.canary_similarities(w.responses, reps=REPS)
-        else:  # the new canaries only, appended (see the module docstring)
-            sim = _append(sim, stats.canary_similarities(new, reps=REPS))
-        # n_boot=0: the bootstrap interval of the effect does not change the p-value
-        res = stats.provenance_test(sim, "P", "S", controls, reps=sim.reps, seed=0, n_boot=0)
-        n = sum(len(v) for v in w.responses["S"].values())  # analysis.PairResult.n_samples
-        ps.append(res.p_value)
-        ns.append(max(n, 1))
-    return {"p": ps, "n": ns, **watch(ps, ns, alpha)}
+        new: dict[str, dict[str, list[str]]] = {}
+        for k, w in enumerate(worlds):
+            for i in range(per_cycle):
+                prompt = w.prompts[((cycle - 1) * per_cycle + i) % len(w.prompts)]
+                for name, persona in _models(w).items():
+                    new.setdefault(f"w{k}:{name}", {})[f"w{k}:q{cycle}-{i}"] = [
+                        persona.answer(prompt, w.rng) for _ in range(samples)
+                    ]
+        # one similarity pass over the cycle's new canaries of every world (see above)
+        pooled = stats.canary_similarities(new, reps=REPS)
+        for k in range(len(worlds)):
+            sim = sims[k] = _append(sims[k], _select(pooled, f"w{k}:"))
+            controls = [m for m in sim.models if m.startswith("C")]
+            # n_boot=0: the bootstrap interval of the effect does not change the p-value
+            res = stats.provenance_test(sim, "P", "S", controls, reps=sim.reps, seed=0,
+                                        n_boot=0)
+            ps[k].append(res.p_value)
+    # analysis.PairResult.n_samples: the suspect's answers on the canaries so far
+    ns = [per_cycle * samples * c for c in range(1, cycles + 1)]
+    return [{"p": p, "n": ns, **watch(p, ns, alpha)} for p in ps]
+
+
+def run_world(w: World, cycles: int, **kw: object) -> dict[str, object]:
+    return run_worlds([w], cycles, **kw)[0]  # type: ignore[arg-type]
 
 
 def watch(ps: Sequence[float], ns: Sequence[int], alpha: float) -> dict[str, object]:
@@ -155,7 +182,33 @@ def watch(ps: Sequence[float], ns: Sequence[int], alpha: float) -> dict[str, obj
     return {"e": es, "first_alarm": first}
 
 
-def summarise(kind: str, runs: Sequence[dict], cycles: int, alpha: float) -> str:
+def replay_bench(
+    seed: int, batch: int, batches: int, alpha: float
+) -> dict[str, list[dict[str, object]]]:
+    """The real benchmark's cases (and controls as pseudo-suspects) as canary streams:
+    ``batch`` new canaries a cycle, one answer each, for ``batches`` cycles."""
+    cf = load_cases()
+    models = cf.models()
+    canaries = draw_canaries(common_prompt_ids(models), batch * batches, seed)
+    outs = {m: load_outputs(m) for m in models}
+    todo = jobs(cf)
+    ps: list[list[float]] = [[] for _ in todo]
+    sim = None
+    for b in range(batches):
+        new = canaries[b * batch : (b + 1) * batch]
+        sim = _append(sim, stats.canary_similarities(
+            {m: {c: [outs[m][c]] for c in new} for m in models}, new, reps=REPS))
+        for k, (p, s, ctrl, _) in enumerate(todo):
+            ps[k].append(stats.provenance_test(sim, p, s, ctrl, reps=sim.reps, n_boot=0).p_value)
+    ns = [batch * (b + 1) for b in range(batches)]
+    out: dict[str, list[dict[str, object]]] = {"positive": [], "negative": []}
+    for (_, _, _, y), p_k in zip(todo, ps, strict=True):
+        out["positive" if y else "negative"].append({"p": p_k, "n": ns, **watch(p_k, ns, alpha)})
+    return out
+
+
+def summarise(kind: str, runs: Sequence[dict], cycles: int, alpha: float,
+              label: str = "world") -> str:
     firsts = [r["first_alarm"] for r in runs]
     alarm_rate = sum(f is not None for f in firsts) / len(runs)
     fixed = sum(r["p"][-1] <= alpha for r in runs) / len(runs)
@@ -163,8 +216,8 @@ def summarise(kind: str, runs: Sequence[dict], cycles: int, alpha: float) -> str
     med = ordered[(len(ordered) - 1) // 2]
     median = str(med) if med <= cycles else "never"
     return (
-        f"monitor world={kind} worlds={len(runs)} cycles={cycles} alarm_rate={alarm_rate:.3f} "
-        f"fixed_p_rate={fixed:.3f} median_cycles_to_alarm={median}"
+        f"monitor {label}={kind} {label}s={len(runs)} cycles={cycles} "
+        f"alarm_rate={alarm_rate:.3f} fixed_p_rate={fixed:.3f} median_cycles_to_alarm={median}"
     )
 
 
@@ -189,21 +242,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inherit", type=float, default=0.8, help="partial student's inheritance")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--exact", action="store_true",
-                    help="recompute the similarity pass over all evidence every cycle (slow)")
+    ap.add_argument("--pool", type=int, default=25,
+                    help="worlds whose new canaries share one similarity pass")
     ap.add_argument("--json", type=Path, help="write every world's p and e trajectory here")
+    ap.add_argument("--replay", type=Path,
+                    help="re-run today's monitor on the p-values of an earlier --json file")
+    ap.add_argument("--bench", action="store_true",
+                    help="replay the real benchmark's cases (../shared/provenance-bench) as "
+                         "canary streams instead of simulating worlds")
+    ap.add_argument("--batch", type=int, default=10, help="--bench: new canaries a cycle")
+    ap.add_argument("--batches", type=int, default=40, help="--bench: cycles")
+    ap.add_argument("--seeds", type=int, default=3, help="--bench: canary draws")
     a = ap.parse_args(argv)
+    if a.bench:
+        if not bench_available():
+            raise SystemExit(f"the provenance benchmark is not at {bench_dir()} "
+                             "(set PROVENANCE_BENCH to its folder)")
+        pooled: dict[str, list[dict[str, object]]] = {"positive": [], "negative": []}
+        for seed in range(a.seeds):
+            for kind, runs in replay_bench(seed, a.batch, a.batches, a.alpha).items():
+                pooled[kind] += runs
+        for kind, runs in pooled.items():
+            print(summarise(kind, runs, a.batches, a.alpha, label="case"), flush=True)
+        if a.json:
+            a.json.write_text(json.dumps(pooled))
+        return 0
+    if a.replay:
+        for kind, runs in json.loads(a.replay.read_text()).items():
+            runs = [{**r, **watch(r["p"], r["n"], a.alpha)} for r in runs]
+            print(summarise(kind, runs, len(runs[0]["p"]), a.alpha), flush=True)
+        return 0
     worlds, cycles = _per_kind(a.worlds, int), _per_kind(a.cycles, int)
     dump = {}
     for k, kind in enumerate(KINDS):
         if kind not in worlds:
             continue
         c = int(cycles.get(kind, 32))
-        runs = [
-            run_world(make_world(kind, a.seed * 1_000_003 + k * 100_000 + i, a.inherit),
-                      c, a.canaries, a.samples, a.alpha, a.exact)
-            for i in range(int(worlds[kind]))
-        ]
+        seeds = [a.seed * 1_000_003 + k * 100_000 + i for i in range(int(worlds[kind]))]
+        runs = []
+        for b in range(0, len(seeds), a.pool):
+            runs += run_worlds([make_world(kind, s, a.inherit) for s in seeds[b : b + a.pool]],
+                               c, a.canaries, a.samples, a.alpha)
         print(summarise(kind, runs, c, a.alpha), flush=True)
         dump[kind] = runs
     if a.json:

@@ -42,14 +42,15 @@ they carry about 7 % (``n`` of about 3). The state is a plain JSON-serialisable 
 
 from __future__ import annotations
 
-__all__ = ["HALF_N", "STEPS", "alarm", "calibrate", "e_value", "information", "new_state",
+__all__ = ["HALF_N", "SHAPE", "STEPS", "alarm", "calibrate", "e_value", "information", "new_state",
            "update"]
 
 import math
 from collections.abc import Sequence
 from typing import Any
 
-HALF_N = 32  # responses at which half of the weight has been given out
+HALF_N = 64  # responses by which half of the weight has been given out
+SHAPE = 2.0  # how steeply the weight is given out around HALF_N
 STEPS: tuple[tuple[float, float], ...] = ((0.03, 0.8), (1e-3, 0.15), (1e-5, 0.05))  # (a, m_a)
 VERSION = 2
 
@@ -59,19 +60,22 @@ def calibrate(p: float, steps: Sequence[Sequence[float]] = STEPS) -> float:
     return sum(m / a for a, m in steps if p <= a)
 
 
-def information(n: float, half_n: float = HALF_N) -> float:
+def information(n: float, half_n: float = HALF_N, shape: float = SHAPE) -> float:
     """The share of the monitor's weight given to the first ``n`` responses."""
-    return n / (n + half_n) if n > 0 else 0.0
+    return 1.0 / (1.0 + (half_n / n) ** shape) if n > 0 else 0.0
 
 
-def new_state(half_n: float = HALF_N, steps: Sequence[Sequence[float]] = STEPS) -> dict[str, Any]:
-    if half_n <= 0 or abs(sum(m for _, m in steps) - 1.0) > 1e-9 or any(
+def new_state(
+    half_n: float = HALF_N, shape: float = SHAPE, steps: Sequence[Sequence[float]] = STEPS
+) -> dict[str, Any]:
+    if half_n <= 0 or shape <= 0 or abs(sum(m for _, m in steps) - 1.0) > 1e-9 or any(
         not 0 < a <= 1 or m < 0 for a, m in steps
     ):
-        raise ValueError("half_n must be positive and the steps (a, m_a) need 0 < a <= 1, "
-                         "m_a >= 0 and masses summing to 1")
-    return {"version": VERSION, "half_n": half_n, "steps": [list(s) for s in steps], "n": 0,
-            "looks": [], "e_value": 0.0, "history": []}
+        raise ValueError("half_n and shape must be positive and the steps (a, m_a) need "
+                         "0 < a <= 1, m_a >= 0 and masses summing to 1")
+    return {"version": VERSION, "half_n": half_n, "shape": shape,
+            "steps": [list(s) for s in steps], "n": 0, "looks": [], "e_value": 0.0,
+            "history": []}
 
 
 def _current(state: dict[str, Any]) -> dict[str, Any]:
@@ -94,12 +98,12 @@ def update(state: dict[str, Any], p_value: float, n: int, at: str | None = None)
     if math.isnan(p_value) or not 0.0 <= p_value <= 1.0:
         raise ValueError(f"p-value must be in [0, 1], got {p_value!r}")
     state = _current(state)
-    half_n, last_n = float(state["half_n"]), state["n"]
+    half_n, shape, last_n = float(state["half_n"]), float(state["shape"]), state["n"]
     e = float(state["e_value"])
     looks = list(state["looks"])
     took = n > last_n
     if took:
-        w = information(n, half_n) - information(last_n, half_n)
+        w = information(n, half_n, shape) - information(last_n, half_n, shape)
         e += w * calibrate(p_value, state["steps"])
         j = looks[-1]["j"] + 1 if looks else 1
         looks.append({"j": j, "n": n, "weight": w, "p_value": p_value, "at": at})
