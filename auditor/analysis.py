@@ -423,7 +423,8 @@ def analyze_all(
         v = _verdict(pr, ids, params)
         v.q_value, v.created_at = float(qv), now
         if monitor_update:
-            v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected], pr, now)
+            v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected], pr, now,
+                                        settings.analysis.monitor_half_n)
         v.significant = bool(qv <= alpha)
         verdicts.append(v)
         verdicts += _segment_verdicts(session, settings, ev, pr, ids, params, now)
@@ -456,12 +457,17 @@ def _merge_text(ev: Evidence) -> dict[str, dict[str, list[str]]]:
     return dict(out)
 
 
-def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: datetime) -> float:
+def _update_monitor(
+    session: Session, sid: int, pid: int, pr: PairResult, now: datetime, half_n: int
+) -> float:
+    """Feeds the pair's monitor the p-value of all data so far and the suspect's answer
+    count; ``half_n`` applies to a monitor that starts now (a running one keeps its own)."""
     row = session.scalars(
         select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
     ).first()
     if row is None:
-        row = MonitorState(suspect_id=sid, protected_id=pid, state=monitor.new_state())
+        row = MonitorState(suspect_id=sid, protected_id=pid,
+                           state=monitor.new_state(half_n=half_n))
         session.add(row)
     state = monitor.update(row.state, pr.p_value, max(pr.n_samples, 1), now.isoformat())
     row.state, row.e_value, row.updated_at = state, monitor.e_value(state), now

@@ -20,24 +20,34 @@ with ``m`` controls. The evidence about *which* model is the suspect is what the
 fixed-sample p-value measures, and it levels off once the canaries pin each model's
 closeness down. So the monitor averages, with weights fixed in advance:
 
-    E_k = sum_{j <= k} w_j g(p_j),   w_j = I(n_j) - I(max_{i<j} n_i),   I(n) = n / (n + n_half)
+    E_k = sum_{j <= k} w_j g(p_j),   w_j = I(n_j) - I(max_{i<j} n_i),
+    I(n) = 1 / (1 + (n_half / n) ** shape)
 
-``I`` is the share of the weight given to the first ``n`` responses: every analysis that
-adds responses is a look, and its weight is the information it added, not its index, so
-looking after every cycle costs nothing and re-analysing the same data adds nothing. The
-weights sum to at most 1 however the looks fall. ``g`` is a mixture of step calibrators
-``1{p <= a} / a`` (each integrates to 1 over [0, 1]) with masses ``m_a`` summing to 1:
-steep where the model-level p of a distilled model levels off, so a p-value that stays
-below ``a`` adds ``m_a / a`` per unit of information.
+``I(n)`` is the share of the weight given to the suspect's first ``n`` responses: every
+analysis that adds responses is a look, and its weight is the information it added, not
+its index, so looking after every cycle costs nothing and re-analysing the same data adds
+nothing. The weights sum to at most 1 however the looks fall. ``g`` is a mixture of step
+calibrators ``1{p <= a} / a`` (each integrates to 1 over [0, 1]) with masses ``m_a``
+summing to 1, so a p-value that stays below ``a`` adds ``m_a / a`` per unit of weight.
+
+Because the p-value of a derived model levels off rather than keeps falling, the weight
+is best spent where it has levelled off: ``shape = 6`` gives out 84 % of it between
+``n_half / 1.5`` and ``1.5 n_half`` responses (``n_half`` defaults to 80, the setting
+``analysis.monitor_half_n``; 21 % by 64, 50 % by 80, 94 % by 128, 99.9 % by 256). The
+defaults were chosen on the simulated worlds of ``benchmarks/monitoring.py`` and
+checked on fresh ones (BENCHMARKS.md); flatter weights (``shape`` 1-2, the old doubling
+looks) and smoother calibrators alarmed on fewer distilled models.
 
 **Validity.** ``E[g(p_j)] <= 1`` for each ``j``, so ``E[E_k] <= 1`` at every ``k`` and
 ``E_k`` never decreases: ``P(sup_k E_k >= 1/alpha) = P(E_inf >= 1/alpha) <= alpha``
 (Markov), whatever the dependence between looks and however often the monitor is read.
 
-**When it can fire.** Only after ``sum w_j g(p_j) >= 1/alpha``: with ``alpha = 0.05`` and
-the defaults, a p-value that stays at or below 0.03 alarms once the looks where it held
-carry 75 % of the weight (``n = 3 n_half``, 96 responses); one at or below 0.001 once
-they carry about 7 % (``n`` of about 3). The state is a plain JSON-serialisable dict.
+**When it can fire.** Only once ``sum w_j g(p_j) >= 1/alpha``. With ``alpha = 0.05`` and
+the defaults, a p-value at or below 0.035 at every look alarms once the weight given out
+reaches 74 % (about the suspect's 95th response), one at or below 0.001 at 35 % (about
+the 72nd) and one at or below 0.00001 at 1 % (about the 37th). A p-value that stays above
+0.035 never alarms. The state is a plain JSON-serialisable dict that records its own
+parameters, so changing the defaults never changes a running monitor.
 """
 
 from __future__ import annotations
@@ -49,9 +59,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-HALF_N = 64  # responses by which half of the weight has been given out
-SHAPE = 2.0  # how steeply the weight is given out around HALF_N
-STEPS: tuple[tuple[float, float], ...] = ((0.03, 0.8), (1e-3, 0.15), (1e-5, 0.05))  # (a, m_a)
+HALF_N = 80  # responses by which half of the weight has been given out
+SHAPE = 6.0  # how steeply the weight is given out around HALF_N
+STEPS: tuple[tuple[float, float], ...] = ((0.035, 0.95), (1e-3, 0.03), (1e-5, 0.02))  # (a, m_a)
 VERSION = 2
 
 
