@@ -14,8 +14,8 @@ answers say. Nothing is assumed about the dependence between ``p_1, p_2, ...``.
 of different cycles is not independent under the null even on disjoint new canaries:
 the suspect keeps its place among the controls, and an independent model that happens
 to resemble the protected model is close every cycle. A test martingale would compound
-that into a false alarm (``tests/stats/test_monitor.py``); a rank among the models,
-the only fully nonparametric alternative, can never give an e-value above ``m + 1``
+that into a false alarm (``tests/stats/test_monitor.py``); and a rank among the models
+(the nonparametric alternative) can never give an e-value above ``m + 1``
 with ``m`` controls. The evidence about *which* model is the suspect is what the
 fixed-sample p-value measures, and it levels off once the canaries pin each model's
 closeness down. So the monitor averages, with weights fixed in advance:
