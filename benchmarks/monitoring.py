@@ -25,7 +25,11 @@ Prints one line per setting::
 ``alarm_rate``: share of worlds whose monitor alarmed by the last cycle (looked at after
 every cycle); ``fixed_p_rate``: share whose fixed-sample p <= alpha at the last cycle;
 ``median_cycles_to_alarm``: median over all worlds of the cycle of the first alarm
-(``never`` when fewer than half alarmed).
+(``never`` when fewer than half alarmed). ``--bench`` replays the real benchmark's cases
+(``../shared/provenance-bench``; its controls scored as pseudo-suspects are extra
+negatives) as streams of ``--batch`` new canaries a cycle, one answer each, and prints
+the same line with ``case=positive|negative cases=K``. ``--json`` keeps every p-value;
+``--replay`` runs today's monitor again on such a file.
 
 Each cycle's new canaries go through the similarity pass once, pooled over ``--pool``
 worlds (models and canaries named per world), and each world's part is appended to the
@@ -44,7 +48,7 @@ import json
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +82,6 @@ class World:
     suspect: Persona
     prompts: list[str]
     rng: random.Random
-    responses: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def _student(teacher: Persona, own: Persona, inherit: float, rng: random.Random) -> Persona:
@@ -270,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.replay:
         for kind, runs in json.loads(a.replay.read_text()).items():
             runs = [{**r, **watch(r["p"], r["n"], a.alpha)} for r in runs]
-            print(summarise(kind, runs, len(runs[0]["p"]), a.alpha), flush=True)
+            label = "case" if kind in ("positive", "negative") else "world"
+            print(summarise(kind, runs, len(runs[0]["p"]), a.alpha, label), flush=True)
         return 0
     worlds, cycles = _per_kind(a.worlds, int), _per_kind(a.cycles, int)
     dump = {}

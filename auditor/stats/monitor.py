@@ -31,22 +31,23 @@ calibrators ``1{p <= a} / a`` (each integrates to 1 over [0, 1]) with masses ``m
 summing to 1, so a p-value that stays below ``a`` adds ``m_a / a`` per unit of weight.
 
 Because the p-value of a derived model levels off rather than keeps falling, the weight
-is best spent where it has levelled off: ``shape = 6`` gives out 84 % of it between
-``n_half / 1.5`` and ``1.5 n_half`` responses (``n_half`` defaults to 80, the setting
-``analysis.monitor_half_n``; 21 % by 64, 50 % by 80, 94 % by 128, 99.9 % by 256). The
-defaults were chosen on the simulated worlds of ``benchmarks/monitoring.py`` and
-checked on fresh ones (BENCHMARKS.md); flatter weights (``shape`` 1-2, the old doubling
-looks) and smoother calibrators alarmed on fewer distilled models.
+is best spent where it has levelled off: ``shape = 8`` gives out 71 % of it between
+``0.8 n_half`` and ``1.25 n_half`` responses (``n_half`` defaults to 96, the setting
+``analysis.monitor_half_n``; 4 % by 64, 50 % by 96, 91 % by 128, 99.6 % by 192). This
+makes the monitor close to a group-sequential test with its looks around ``n_half``.
+The defaults were chosen on simulated worlds of ``benchmarks/monitoring.py`` (seeds 0
+and 1) and checked on fresh ones (seed 2, BENCHMARKS.md); flatter weights (``shape`` 1-3,
+the old doubling looks) and smoother calibrators alarmed on fewer distilled models.
 
 **Validity.** ``E[g(p_j)] <= 1`` for each ``j``, so ``E[E_k] <= 1`` at every ``k`` and
 ``E_k`` never decreases: ``P(sup_k E_k >= 1/alpha) = P(E_inf >= 1/alpha) <= alpha``
 (Markov), whatever the dependence between looks and however often the monitor is read.
 
 **When it can fire.** Only once ``sum w_j g(p_j) >= 1/alpha``. With ``alpha = 0.05`` and
-the defaults, a p-value at or below 0.035 at every look alarms once the weight given out
-reaches 74 % (about the suspect's 95th response), one at or below 0.001 at 35 % (about
-the 72nd) and one at or below 0.00001 at 1 % (about the 37th). A p-value that stays above
-0.035 never alarms. The state is a plain JSON-serialisable dict that records its own
+the defaults, a p-value at or below 0.04 at every look alarms once the weight given out
+reaches 84 % (about the suspect's 118th response), one at or below 0.001 at 37 % (about
+the 90th) and one at or below 0.00001 at 1 % (about the 54th). A p-value that stays above
+0.04 never alarms. The state is a plain JSON-serialisable dict that records its own
 parameters, so changing the defaults never changes a running monitor.
 """
 
@@ -59,9 +60,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-HALF_N = 80  # responses by which half of the weight has been given out
-SHAPE = 6.0  # how steeply the weight is given out around HALF_N
-STEPS: tuple[tuple[float, float], ...] = ((0.035, 0.95), (1e-3, 0.03), (1e-5, 0.02))  # (a, m_a)
+HALF_N = 96  # responses by which half of the weight has been given out
+SHAPE = 8.0  # how steeply the weight is given out around HALF_N
+STEPS: tuple[tuple[float, float], ...] = ((0.04, 0.95), (1e-3, 0.03), (1e-5, 0.02))  # (a, m_a)
 VERSION = 2
 
 
