@@ -68,11 +68,11 @@ from benchmarks.bench_data import (
 )
 from benchmarks.stats_experiments import jobs
 
-__all__ = ["World", "main", "make_world", "run_world"]
+__all__ = ["World", "main", "make_world", "replay_bench", "run_world", "run_worlds", "watch"]
 
 KINDS = ("null", "clone", "partial")
 HABITS = ("openers", "closers", "frames", "numbers", "colours", "animals")
-REPS = ("word", "layout", "style")  # the configured default (config.AnalysisSettings)
+REPS = ("word", "layout", "style")  # the default of config.Analysis.representations
 
 
 @dataclass
