@@ -542,7 +542,7 @@ def analyze_all(
             segments = _segment_verdicts(session, settings, ev, pr, ids, params, now)
             if monitor_update:
                 v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
-                                            pr, now)
+                                            pr, now, settings.analysis.monitor_half_n)
         except Exception as exc:
             problems.append(AnalysisProblem(pr.suspect, pr.protected, "*",
                                             f"{type(exc).__name__}: {exc}", True))
@@ -578,11 +578,15 @@ def _merge_text(ev: Evidence) -> dict[str, dict[str, list[str]]]:
     return dict(out)
 
 
-def _update_monitor(session: Session, sid: int, pid: int, pr: PairResult, now: datetime) -> float:
+def _update_monitor(
+    session: Session, sid: int, pid: int, pr: PairResult, now: datetime, half_n: int
+) -> float:
+    """Feeds the pair's monitor the p-value of all data so far and the suspect's answer
+    count; ``half_n`` applies to a monitor that starts now (a running one keeps its own)."""
     row = session.scalars(
         select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
     ).first()
-    previous = row.state if row is not None else monitor.new_state()
+    previous = row.state if row is not None else monitor.new_state(half_n=half_n)
     state = monitor.update(previous, pr.p_value, max(pr.n_samples, 1), now.isoformat())
     e_value = monitor.e_value(state)
     if row is None:

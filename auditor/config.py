@@ -294,6 +294,9 @@ class Analysis(_Strict):
     # a local sentence-transformers model (a folder, or an installed package that ships
     # one) for the optional "embedding" representation; never fetched from a hub
     embedding_model: str | None = None
+    # suspect's answers by which the monitoring alarm has spent half of its weight
+    # (auditor.stats.monitor); read when a pair's monitor starts, kept in its state
+    monitor_half_n: int = Field(default=96, ge=1)
 
     @field_validator("representations", mode="before")
     @classmethod

@@ -133,8 +133,18 @@ def test_monitor_state_is_updated_and_grows_for_the_student(
         names = {e.id: e.name for e in s.scalars(select(Endpoint))}
         states = {names[m.suspect_id]: m for m in s.scalars(select(MonitorState))}
     assert len(states["student"].state["history"]) == 2
-    assert len(states["student"].state["looks"]) == 2  # evidence doubled
+    assert len(states["student"].state["looks"]) == 2  # each cycle added answers
     assert states["student"].e_value >= 20 > states["indie-suspect"].e_value
+
+
+def test_a_new_monitor_takes_its_information_horizon_from_the_settings(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    with store.session() as s:
+        analyze_all(s, settings_with(ROLES, analysis={"monitor_half_n": 400}))
+        states = list(s.scalars(select(MonitorState)))
+    assert states and {m.state["half_n"] for m in states} == {400}
 
 
 def test_a_change_of_reported_model_gives_verdicts_before_and_after(

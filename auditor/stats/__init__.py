@@ -59,8 +59,9 @@ Combining and monitoring::
     monitor.alarm(state, alpha) -> bool; monitor.e_value(state) -> float  # JSON state
     mean_shift(series, n_perm=999, seed=0) -> ChangePoint; label_changes(reported_models)
 
-The monitor is an e-process valid under any dependence between looks: it takes the
-cumulative p-value at data milestones and sums weighted calibrated e-values (see monitor).
+The monitor is an e-process valid under any dependence between looks: every analysis
+that adds responses is a look, weighted by the information it added, and the looks'
+calibrated cumulative p-values are summed (see monitor).
 """
 
 from __future__ import annotations
