@@ -9,6 +9,7 @@ content changed; committing stores a Merkle root over salted commitments.
 from __future__ import annotations
 
 __all__ = [
+    "attest_configured",
     "LoadedCanary",
     "Registry",
     "UnsealedCanary",
@@ -39,9 +40,11 @@ from sqlalchemy.orm import Session
 
 from auditor.canary import Canary, canonical_content, content_hash
 from auditor.canonical import canonical_json
+from auditor.config import Settings
 from auditor.errors import AuditorError, Problem
 from auditor.merkle import commitment, inclusion_proof, merkle_root, verify_inclusion
 from auditor.signing import fingerprint, public_pem, sign
+from auditor.store import live_versions
 from auditor.store.models import CanaryVersion, RegistryCommit, utcnow
 from auditor.timestamp import request_timestamp
 
@@ -245,17 +248,6 @@ class SyncResult:
     unchanged: int
 
 
-def live_versions(session: Session) -> list[CanaryVersion]:
-    """The current (not retired) version of every canary, ordered by canary id."""
-    return list(
-        session.scalars(
-            select(CanaryVersion)
-            .where(CanaryVersion.retired_at.is_(None))
-            .order_by(CanaryVersion.canary_id)
-        )
-    )
-
-
 def stored_canary(version: CanaryVersion) -> Canary:
     """A stored version as a Canary, through the same schema ``load_registry`` checks files
     with; a version an older auditor let through raises an AuditorError naming the fix."""
@@ -448,3 +440,17 @@ def unseal(session: Session, rc: RegistryCommit, canary_version_id: int) -> Unse
         proof=inclusion_proof(commitments, index),
         root=rc.root,
     )
+
+
+def attest_configured(rc: RegistryCommit, settings: Settings) -> dict[str, Any] | None:
+    """:func:`attest_commit` with the configured signing key (when it exists) and
+    timestamp authority (when one is set)."""
+    from auditor.signing import load_private_key
+    from auditor.timestamp import read_roots
+
+    key_path = settings.path(settings.signing.key_path)
+    key = load_private_key(key_path) if key_path.exists() else None
+    ca = settings.path(settings.timestamp.ca_file) if settings.timestamp.ca_file else None
+    roots = read_roots(ca)
+    return attest_commit(rc, key, settings.timestamp.url, roots,
+                         settings.timestamp.timeout_seconds)

@@ -11,6 +11,7 @@ bundle, or one given by whoever verifies). The same check with OpenSSL is
 from __future__ import annotations
 
 __all__ = [
+    "read_roots",
     "TimestampError",
     "TimestampInfo",
     "embedded_roots",
@@ -22,6 +23,7 @@ __all__ = [
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from cryptography import x509
@@ -179,3 +181,16 @@ def request_timestamp(
                            [Problem("refusing to put an unverifiable timestamp in the bundle",
                                     fix="check timestamp.url and --tsa-ca")]) from None
     return tsr, info, use
+
+
+def read_roots(path: Path | None) -> list[x509.Certificate] | None:
+    """The timestamp authority's root certificates from a PEM file, or None."""
+    if path is None:
+        return None
+    try:
+        return list(load_certificates(path.read_bytes()))
+    except (OSError, TimestampError) as exc:
+        raise AuditorError(f"timestamp authority root {path}: {exc}",
+                           [Problem("unreadable", str(path),
+                                    fix="give the authority's root certificate as PEM")]
+                           ) from None

@@ -9,10 +9,9 @@ from rich.table import Table
 from sqlalchemy import select
 
 from auditor.cli._common import console, open_session, settings
-from auditor.cli.report import tsa_roots
 from auditor.errors import AuditorError
 from auditor.registry import (
-    attest_commit,
+    attest_configured,
     commit_registry,
     live_versions,
     load_registry,
@@ -20,7 +19,6 @@ from auditor.registry import (
     sync_registry,
     unseal,
 )
-from auditor.signing import load_private_key
 from auditor.store.models import CanaryVersion, RegistryCommit
 
 app = typer.Typer(help="The canary registry: YAML files under canaries/.", no_args_is_help=True)
@@ -95,14 +93,10 @@ def commit() -> None:
     """Sync, then store and print the Merkle root over salted canary commitments."""
     s = settings()
     reg = load_registry(s.canaries_path)
-    key_path = s.path(s.signing.key_path)
-    key = load_private_key(key_path) if key_path.exists() else None
-    ca = s.path(s.timestamp.ca_file) if s.timestamp.ca_file else None
     with open_session() as session:
         sync_registry(session, reg)
         rc = commit_registry(session)
-        att = attest_commit(rc, key, s.timestamp.url, tsa_roots(ca),
-                            s.timestamp.timeout_seconds) or {}
+        att = attest_configured(rc, s) or {}
         console.print(f"registry root {rc.root} ({len(rc.leaves)} canaries, "
                       f"commit {rc.id}, {rc.created_at.isoformat()})")
         fp = att.get("statement", {}).get("signer_fingerprint")

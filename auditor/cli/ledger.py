@@ -48,13 +48,13 @@ def verify(
     """Check the ledger (--ledger) or a report bundle; names the first thing that fails."""
     if bundle is not None:
         from auditor.bundle import verify_bundle  # the report stage
-        from auditor.cli.report import tsa_roots
         from auditor.signing import read_fingerprints
+        from auditor.timestamp import read_roots
 
         keys = [*read_fingerprints(key or [], "--key"),
                 *(read_fingerprints(_lines(trusted_keys), str(trusted_keys))
                   if trusted_keys else [])]
-        console.print(verify_bundle(bundle, tsa_roots(tsa_ca), keys).summary())
+        console.print(verify_bundle(bundle, read_roots(tsa_ca), keys).summary())
         return
     if not check_ledger:
         raise AuditorError("nothing to verify", [Problem(

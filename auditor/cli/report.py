@@ -6,7 +6,7 @@ __all__ = ["keys_app", "parse_when", "register", "report"]
 
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -57,11 +57,12 @@ def report(
     from auditor.bundle import write_bundle
     from auditor.report import ReportRequest
     from auditor.signing import load_private_key
+    from auditor.timestamp import read_roots
 
     s = settings()
     key = load_private_key(s.path(s.signing.key_path))
     ca = tsa_ca or (s.path(s.timestamp.ca_file) if s.timestamp.ca_file else None)
-    roots = tsa_roots(ca)
+    roots = read_roots(ca)
     req = ReportRequest(suspect=suspect, protected=protected,
                         since=parse_when(since, "--since"),
                         until=parse_when(until, "--until", end_of_day=True),
@@ -78,21 +79,6 @@ def report(
         console.print(f"timestamp {result.timestamp.gen_time.isoformat()} "
                       f"({result.timestamp.tsa_subject})")
     console.print(f"{result.responses} responses in evidence.jsonl")
-
-
-def tsa_roots(path: Path | None) -> list[Any] | None:
-    """The timestamp authority's root certificates from a PEM file, or None."""
-    from auditor.timestamp import TimestampError, load_certificates
-
-    if path is None:
-        return None
-    try:
-        return list(load_certificates(path.read_bytes()))
-    except (OSError, TimestampError) as exc:
-        raise AuditorError(f"timestamp authority root {path}: {exc}",
-                           [Problem("unreadable", str(path),
-                                    fix="give the authority's root certificate as PEM")]
-                           ) from None
 
 
 @keys_app.command("init")

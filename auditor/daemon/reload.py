@@ -18,7 +18,14 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from auditor.config import Settings, config_path, load_settings
-from auditor.registry import Registry, commit_registry, load_registry, sync_registry
+from auditor.errors import AuditorError
+from auditor.registry import (
+    Registry,
+    attest_configured,
+    commit_registry,
+    load_registry,
+    sync_registry,
+)
 from auditor.store import Store, sync_endpoints
 
 log = logging.getLogger("auditor.daemon")
@@ -52,7 +59,10 @@ def sync_to_store(store: Store, loaded: Loaded, *, attempts: int = 5) -> str | N
                 if loaded.registry is None:
                     return None
                 result = sync_registry(session, loaded.registry)
-                root = commit_registry(session).root
+                rc = commit_registry(session)
+                root, commit_id, attested = rc.root, rc.id, rc.attestation is not None
+            if not attested:
+                _attest(store, loaded.settings, commit_id)
             if result.created or result.retired:
                 log.info("registry synced", extra={
                     "canaries_created": result.created, "canaries_retired": result.retired,
@@ -65,6 +75,28 @@ def sync_to_store(store: Store, loaded: Loaded, *, attempts: int = 5) -> str | N
                      extra={"error": type(exc).__name__})
             time.sleep(0.2 * attempt)
     return None
+
+
+def _attest(store: Store, settings: Settings, commit_id: int) -> None:
+    """Signs the registry commitment with the configured key and timestamps it, as
+    ``auditor canaries commit`` does; a failure is logged and leaves it for the next one."""
+    from auditor.store.models import RegistryCommit
+
+    try:
+        with store.session() as session:
+            rc = session.get(RegistryCommit, commit_id)
+            att = attest_configured(rc, settings) if rc is not None else None
+    except (AuditorError, OSError) as exc:
+        log.warning("registry commitment not attested", extra={
+            "commit": commit_id, "error": str(exc).splitlines()[0],
+            "fix": "check signing.key_path and timestamp.url; `auditor canaries commit` "
+                   "attests it by hand"})
+        return
+    if att:
+        log.info("registry commitment attested", extra={
+            "commit": commit_id,
+            "signer": att.get("statement", {}).get("signer_fingerprint"),
+            "timestamped_at": att.get("timestamped_at")})
 
 
 class FileWatcher:

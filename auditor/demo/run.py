@@ -21,6 +21,7 @@ from auditor.demo.server import Faults, ModelServer
 from auditor.demo.setup import DEMO_ENDPOINTS, FLAKY, write_canaries, write_config
 from auditor.demo.world import build_models, distill, harvest_prompts
 from auditor.errors import AuditorError
+from auditor.signing import init_key
 from auditor.store import open_store, sync_endpoints
 from auditor.store.models import Alert, Attempt, Cycle, Endpoint, MonitorState
 
@@ -153,6 +154,9 @@ def run_demo(
         write_canaries(workdir / "canaries")
         config = write_config(workdir, server.base_url, interval)
         settings = load_settings(config)
+        key_path = settings.path(settings.signing.key_path)
+        if not key_path.exists():  # `auditor keys init` before the first registry commit
+            init_key(key_path)
         store = open_store(settings)
         try:
             with store.session() as s:
@@ -170,7 +174,7 @@ def _analyse_and_report(
     workdir: Path, config: Path, store: Any, report: bool, say: Say
 ) -> DemoResult:
     from auditor.analysis import analyze_all
-    from auditor.cli.analyze import verdict_json, verdict_table
+    from auditor.verdicts import verdict_json, verdict_table
 
     settings = load_settings(config)
     with store.session() as s:
@@ -207,10 +211,9 @@ def alert_lines(store: Any) -> list[str]:
 def _report(settings: Any, store: Any, say: Say) -> tuple[Path, Path, str]:
     from auditor.bundle import verify_bundle, write_bundle
     from auditor.report import ReportRequest
-    from auditor.signing import init_key, load_private_key
+    from auditor.signing import load_private_key
 
-    key_path = settings.path(settings.signing.key_path)
-    key = load_private_key(key_path) if key_path.exists() else init_key(key_path)
+    key = load_private_key(settings.path(settings.signing.key_path))
     with store.session() as s:
         result = write_bundle(
             s, settings, ReportRequest(suspect="student", protected="protected"), key

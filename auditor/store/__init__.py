@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Store", "open_store", "sync_endpoints"]
+__all__ = ["Store", "live_versions", "open_store", "sync_endpoints"]
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from auditor.config import Settings
 from auditor.errors import AuditorError
 from auditor.store import db
-from auditor.store.models import Endpoint
+from auditor.store.models import CanaryVersion, Endpoint
 
 
 @dataclass
@@ -87,3 +87,14 @@ def sync_endpoints(session: Session, settings: Settings) -> dict[str, Endpoint]:
             row.role, row.api_key_env, row.config_hash = ep.role, ep.api_key_env, digest
     session.flush()
     return rows
+
+
+def live_versions(session: Session) -> list[CanaryVersion]:
+    """The current (not retired) version of every canary, ordered by canary id."""
+    return list(
+        session.scalars(
+            select(CanaryVersion)
+            .where(CanaryVersion.retired_at.is_(None))
+            .order_by(CanaryVersion.canary_id)
+        )
+    )

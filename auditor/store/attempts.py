@@ -49,8 +49,7 @@ from sqlalchemy.orm import Session
 
 from auditor.config import Endpoint as EndpointConfig
 from auditor.errors import AuditorError, Problem
-from auditor.registry import live_versions
-from auditor.store import ledger
+from auditor.store import ledger, live_versions
 from auditor.store.models import (
     Attempt,
     CanaryVersion,

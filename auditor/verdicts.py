@@ -1,0 +1,62 @@
+"""Verdicts as people read them: the terminal table and the JSON of ``auditor analyze``
+(also the demo's summary)."""
+
+from __future__ import annotations
+
+__all__ = ["plain_words", "verdict_json", "verdict_table"]
+
+import math
+
+from rich import box
+from rich.table import Column, Table
+
+from auditor.store.models import Verdict
+
+
+def plain_words(v: Verdict, alpha: float) -> str:
+    if v.significant:
+        return "DERIVED"
+    if v.p_value <= alpha:
+        return "suggestive"
+    return "insufficient evidence"
+
+
+def _fmt(x: float | None, spec: str = ".2g") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def verdict_table(verdicts: list[Verdict], names: dict[int, str], alpha: float) -> Table:
+    protected = sorted({names[v.protected_id] for v in verdicts})
+    one = len(protected) == 1
+    columns = ["suspect", *([] if one else ["protected"]), "p", "q", "e", "effect (CI)", "n",
+               "verdict"]
+    table = Table(*(Column(c, no_wrap=True) for c in columns), box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True,
+                  title=f"Verdicts against {protected[0]}" if one else "Verdicts", caption=(
+                      f"p: model-level p-value; q: after FDR control across suspects; "
+                      f"DERIVED when q <= {alpha:g}. e: anytime-valid monitoring e-value "
+                      f"(alarm at {1 / alpha:g}). effect: control SDs above the controls. "
+                      "n: canaries. Suggestive: p <= alpha but not after FDR."))
+    for v in verdicts:
+        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
+        style = "bold red" if v.significant else None
+        row = [names[v.suspect_id] + (f" ({v.segment})" if v.segment else "")]
+        if not one:
+            row.append(names[v.protected_id])
+        row += [_fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value), ci, str(v.n_canaries),
+                plain_words(v, alpha)]
+        table.add_row(*row, style=style)
+    return table
+
+
+def verdict_json(v: Verdict, names: dict[int, str]) -> dict[str, object]:
+    return {
+        "suspect": names[v.suspect_id], "protected": names[v.protected_id],
+        "segment": v.segment, "method": v.method, "p_value": v.p_value, "q_value": v.q_value,
+        "e_value": v.e_value, "statistic": v.statistic, "effect": v.effect,
+        "effect_ci": [v.effect_low, v.effect_high], "significant": v.significant,
+        "n_canaries": v.n_canaries, "n_samples": v.n_samples, "controls": v.controls,
+        "canaries": v.canaries, "channels": v.channels, "contributions": v.contributions,
+        "params": v.params, "code_version": v.code_version,
+        "created_at": v.created_at.isoformat(),
+    }
