@@ -18,6 +18,7 @@ from auditor.endpoints.base import (
     decoding_params,
     redact,
     result_from_body,
+    status_message,
 )
 
 NO_KEY = "unused"
@@ -79,7 +80,8 @@ class AnthropicAdapter:
                                                   self._key)) from exc
         except anthropic.APIStatusError as exc:
             raise ProbeError(
-                classify_status(exc.status_code), redact(exc.message, self._key),
+                classify_status(exc.status_code),
+                redact(status_message(exc.status_code, exc.body, exc.message), self._key),
                 http_status=exc.status_code, request_id=exc.response.headers.get("request-id"),
                 headers=dict(exc.response.headers)) from exc
         except anthropic.APIResponseValidationError as exc:

@@ -201,6 +201,15 @@ def result_from_body(
                   headers=headers, **fields)
 
 
+def status_message(status: int, body: object, fallback: str) -> str:
+    """``HTTP <status>: <the server's own message>``, the same whatever SDK release
+    formatted its exception: the message is read from an ``{"error": {"message": ...}}``
+    (or ``{"message": ...}``) body; otherwise the SDK's text."""
+    err = body.get("error", body) if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else None
+    return f"HTTP {status}: {message}" if isinstance(message, str) else fallback
+
+
 def redact(message: str, secret: str | None) -> str:
     """An error message safe to store: the key removed, the length bounded."""
     if secret:

@@ -18,6 +18,7 @@ from auditor.endpoints.base import (
     decoding_params,
     redact,
     result_from_body,
+    status_message,
 )
 
 NO_KEY = "unused"  # sent when the endpoint names no key variable (local servers)
@@ -110,7 +111,8 @@ class OpenAIAdapter:
                                                   self._key)) from exc
         except openai.APIStatusError as exc:
             raise ProbeError(
-                classify_status(exc.status_code), redact(exc.message, self._key),
+                classify_status(exc.status_code),
+                redact(status_message(exc.status_code, exc.body, exc.message), self._key),
                 http_status=exc.status_code, request_id=exc.request_id,
                 headers=dict(exc.response.headers)) from exc
         except openai.APIResponseValidationError as exc:

@@ -97,7 +97,7 @@ def test_at_80_columns_the_summary_keeps_the_error_class_and_message(
     out = _words(result.stdout)
     assert "…" not in result.stdout
     assert "server_error 1" in out
-    assert "susp: last error server_error: Error code: 500 - injected" in out
+    assert "susp: last error server_error: HTTP 500: injected" in out
     assert f"({server.url}/v1)" in out
 
 
