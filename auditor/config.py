@@ -362,11 +362,19 @@ class Timestamp(_Strict):
 class WatermarkKey(_Strict):
     """One watermark key by its public id; the key itself stays in ``env`` or ``file``."""
 
-    id: str = Field(pattern=r"^[0-9a-f]{16}$")  # `auditor watermark id` prints it
+    id: str
     env: str | None = None
     file: str | None = None
     valid_from: AwareDatetime
     valid_until: AwareDatetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _key_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{16}", v):
+            raise ValueError(f"{v!r} is not a key id: use the 16 hex digits that "
+                             "`auditor watermark id --file KEY` prints")
+        return v
 
     @model_validator(mode="after")
     def _one_source_and_a_period(self) -> WatermarkKey:

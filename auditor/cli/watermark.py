@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from auditor.cli._common import console, console_err, settings
+from auditor.cli._common import console_err, settings
 from auditor.errors import AuditorError, Problem
 from auditor.watermark.keys import generate_key, key_id, load_key, write_key_file
 
@@ -63,21 +62,19 @@ def id_(
         raise AuditorError("no watermark keys configured", [Problem(
             "[[watermark.keys]] is empty", file=s.source,
             fix="pass --env or --file, or add the keys (see auditor.example.toml)")])
-    table = Table("id", "source", "valid from", "valid until", "check")
     wrong: list[str] = []
     for k in s.watermark.keys:
         source = f"${k.env}" if k.env else str(s.path(k.file or ""))
         try:
             found = key_id(load_key(env=k.env, file=s.path(k.file) if k.file else None))
         except (AuditorError, OSError) as exc:
-            check = f"[yellow]not readable here[/] ({type(exc).__name__})"
+            check = f"not readable here: {str(exc).splitlines()[0]}"
         else:
-            check = "[green]ok[/]" if found == k.id else f"[red]is {found}[/]"
+            check = "ok" if found == k.id else f"WRONG: the key there has id {found}"
             if found != k.id:
                 wrong.append(k.id)
-        table.add_row(k.id, source, k.valid_from.isoformat(),
-                      k.valid_until.isoformat() if k.valid_until else "open", check)
-    console.print(table)
+        until = k.valid_until.isoformat() if k.valid_until else "open"
+        typer.echo(f"{k.id}  {source}  {k.valid_from.isoformat()} .. {until}  {check}")
     if wrong:
         raise AuditorError(f"the key behind {', '.join(wrong)} has another id", [Problem(
             "the configured source holds a different key", file=s.source,

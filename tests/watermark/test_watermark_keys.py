@@ -1,0 +1,138 @@
+"""Watermark keys: made into a 0600 file or an export line, identified, never stored."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli import run
+
+from auditor.config import load_settings
+from auditor.errors import AuditorError
+from auditor.watermark.keys import KEY_ID_LABEL, key_id, load_key
+
+HEX_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def test_keygen_writes_a_private_file_and_refuses_to_overwrite_it(tmp_path: Path) -> None:
+    path = tmp_path / "wm.key"
+    first = run("watermark", "keygen", "--out", str(path), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = path.read_text().strip()
+    assert HEX_KEY.fullmatch(key)
+    assert key not in first.stdout + first.stderr  # only its id is shown
+    assert key_id(bytes.fromhex(key)) in first.stderr
+
+    again = run("watermark", "keygen", "--out", str(path), cwd=tmp_path)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr and "--force" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert path.read_text().strip() == key
+
+    path.chmod(0o644)
+    forced = run("watermark", "keygen", "--out", str(path), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert path.read_text().strip() != key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_keygen_prints_an_export_line_and_id_reads_it_back(tmp_path: Path) -> None:
+    made = run("watermark", "keygen", "--env", "MY_WM_KEY", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    line = made.stdout.strip()
+    assert re.fullmatch(r"export MY_WM_KEY=[0-9a-f]{64}", line)
+    key = line.split("=", 1)[1]
+    shown = run("watermark", "id", "--env", "MY_WM_KEY", cwd=tmp_path,
+                env={"MY_WM_KEY": key})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == key_id(bytes.fromhex(key))
+    assert shown.stdout.strip() in made.stderr
+
+
+def test_two_keys_have_different_ids_and_the_id_is_the_documented_hmac() -> None:
+    import hashlib
+    import hmac
+
+    a, b = bytes(32), bytes([1]) + bytes(31)
+    assert key_id(a) != key_id(b)
+    assert key_id(a) == hmac.new(a, KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+def test_a_key_file_readable_by_others_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "open.key"
+    path.write_text("ab" * 32)
+    path.chmod(0o644)
+    with pytest.raises(AuditorError) as err:
+        load_key(file=path)
+    assert "chmod 600" in str(err.value) and str(path) in str(err.value)
+    result = run("watermark", "id", "--file", str(path), cwd=tmp_path)
+    assert result.returncode != 0 and "chmod 600" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_without_a_key_and_an_unset_variable_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "not.key"
+    path.write_text("hello\n")
+    path.chmod(0o600)
+    with pytest.raises(AuditorError, match="does not hold a watermark key"):
+        load_key(file=path)
+    with pytest.raises(AuditorError, match="NO_SUCH_WM_VAR is not set"):
+        load_key(env="NO_SUCH_WM_VAR")
+
+
+def _config(tmp_path: Path, keys: str) -> Path:
+    path = tmp_path / "auditor.toml"
+    path.write_text(f"[watermark]\ngamma = 0.25\n\n{keys}")
+    return path
+
+
+def test_configured_keys_are_checked_against_their_ids(tmp_path: Path) -> None:
+    key = bytes(range(32))
+    (tmp_path / "wm.key").write_text(key.hex())
+    (tmp_path / "wm.key").chmod(0o600)
+    good = _config(tmp_path, (
+        "[[watermark.keys]]\n"
+        f'id = "{key_id(key)}"\nfile = "wm.key"\n'
+        "valid_from = 2026-01-01T00:00:00Z\nvalid_until = 2026-07-01T00:00:00Z\n\n"
+        "[[watermark.keys]]\n"
+        'id = "00112233445566ff"\nenv = "WM_NEXT"\nvalid_from = 2026-07-01T00:00:00Z\n'))
+    ok = run("--config", str(good), "watermark", "id", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert key_id(key) in ok.stdout and "not readable here" in ok.stdout
+
+    wrong = run("--config", str(good), "watermark", "id", cwd=tmp_path,
+                env={"WM_NEXT": key.hex()})  # the old key under the new id
+    assert wrong.returncode != 0
+    assert "00112233445566ff" in wrong.stderr and "another id" in wrong.stderr
+
+
+@pytest.mark.parametrize("keys, message", [
+    ('[[watermark.keys]]\nid = "00112233445566ff"\nvalid_from = 2026-01-01T00:00:00Z\n',
+     "exactly one of env"),
+    ('[[watermark.keys]]\nid = "XYZ"\nenv = "A"\nvalid_from = 2026-01-01T00:00:00Z\n',
+     "watermark.keys[0].id: 'XYZ' is not a key id"),
+    ('[[watermark.keys]]\nid = "00112233445566ff"\nenv = "A"\nvalid_from = 2026-01-01\n',
+     "watermark.keys[0].valid_from: Input should have timezone info"),
+    ('[[watermark.keys]]\nid = "00112233445566ff"\nenv = "A"\n'
+     "valid_from = 2026-01-01T00:00:00Z\n\n"
+     '[[watermark.keys]]\nid = "aa112233445566ff"\nenv = "B"\n'
+     "valid_from = 2026-03-01T00:00:00Z\n",
+     "valid at the same time"),
+])
+def test_bad_key_entries_are_named_with_file_and_fix(
+    tmp_path: Path, keys: str, message: str
+) -> None:
+    path = _config(tmp_path, keys)
+    with pytest.raises(AuditorError) as err:
+        load_settings(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_the_key_never_reaches_db_log_or_bundle(tmp_path: Path) -> None:
+    ...
