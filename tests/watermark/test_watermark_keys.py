@@ -134,5 +134,44 @@ def test_bad_key_entries_are_named_with_file_and_fix(
     assert str(path) in str(err.value)
 
 
-def test_the_key_never_reaches_db_log_or_bundle(tmp_path: Path) -> None:
-    ...
+def test_configured_keys_never_reach_the_db_a_log_or_a_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A world whose config names two watermark keys (one in a variable, one in a file,
+    both set): the store, the bundle's files and every log record hold neither key."""
+    import logging
+
+    from auditor.bundle import write_bundle
+    from auditor.config import Watermark
+    from auditor.report import ReportRequest
+    from auditor.signing import load_private_key
+    from tests.report.world import API_KEYS, build_world
+
+    env_key, file_key = bytes(range(32)), bytes(range(32, 64))
+    monkeypatch.setenv("WM_KEY_NOW", env_key.hex())
+    for name, value in API_KEYS.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "old.key").write_text(file_key.hex())
+    (tmp_path / "old.key").chmod(0o600)
+    caplog.set_level(logging.DEBUG)
+    world = build_world(tmp_path, n_canaries=4)
+    settings = world.settings.model_copy(update={"watermark": Watermark.model_validate({
+        "keys": [{"id": key_id(file_key), "file": str(tmp_path / "old.key"),
+                  "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2026-06-01T00:00:00Z"},
+                 {"id": key_id(env_key), "env": "WM_KEY_NOW",
+                  "valid_from": "2026-06-01T00:00:00Z"}]})})
+    assert settings.watermark.keys  # the keys are configured for this bundle
+    with world.store.session() as s:
+        result = write_bundle(s, settings, ReportRequest("sus"),
+                              load_private_key(settings.signing.key_path),
+                              out_dir=tmp_path / "out")
+    world.store.close()
+    places = {p.name: p.read_bytes() for p in result.path.iterdir()}
+    places["zip"] = result.zip_path.read_bytes()
+    places["db"] = (tmp_path / "auditor.db").read_bytes()
+    places["log"] = caplog.text.encode()
+    for key in (env_key, file_key):
+        for name, data in places.items():
+            assert key.hex().encode() not in data, f"watermark key in {name}"
+            assert key.hex().upper().encode() not in data, f"watermark key in {name}"
+            assert key not in data, f"watermark key (raw) in {name}"
