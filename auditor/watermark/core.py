@@ -128,5 +128,6 @@ class GreenList:
         if arr.shape[-1] < self.vocab_size:
             raise ValueError(f"{arr.shape[-1]} logits for a vocabulary of {self.vocab_size}")
         out = arr.copy()
-        out[..., : self.vocab_size] += np.asarray(self.delta, dtype=arr.dtype) * self.green_mask(ids)
+        delta = np.asarray(self.delta, dtype=arr.dtype)
+        out[..., : self.vocab_size] += delta * self.green_mask(ids)
         return out

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 import pytest
