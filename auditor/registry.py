@@ -24,7 +24,7 @@ __all__ = [
 
 import base64
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,9 +372,12 @@ def attest_commit(
     tsa_url: str | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
     timeout: float = 30.0,
+    watermark_key_ids: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """Publishes ``rc``: a statement of its root, size, time and the signing key's
-    fingerprint (so a bundle signed later by another key shows), signed with that key and,
+    fingerprint (so a bundle signed later by another key shows), and the public ids of the
+    owner's watermark keys when there are any (so the keys are dated with the root),
+    signed with that key and,
     when a timestamp authority is configured, timestamped with RFC 3161 (so the root's date
     does not rest on our clock). The statement's exact bytes are its canonical JSON. An
     existing attestation is kept; caller commits."""
@@ -383,6 +386,8 @@ def attest_commit(
     statement = {"format": REGISTRY_FORMAT, "root": rc.root, "size": len(rc.leaves),
                  "committed_at": rc.created_at.isoformat(),
                  "signer_fingerprint": fingerprint(key) if key is not None else None}
+    if watermark_key_ids:
+        statement["watermark_key_ids"] = sorted(watermark_key_ids)
     data = canonical_json(statement)
     att: dict[str, Any] = {"statement": statement}
     if key is not None:

@@ -102,7 +102,8 @@ def commit() -> None:
         sync_registry(session, reg)
         rc = commit_registry(session)
         att = attest_commit(rc, key, s.timestamp.url, tsa_roots(ca),
-                            s.timestamp.timeout_seconds) or {}
+                            s.timestamp.timeout_seconds,
+                            [k.id for k in s.watermark.keys]) or {}
         console.print(f"registry root {rc.root} ({len(rc.leaves)} canaries, "
                       f"commit {rc.id}, {rc.created_at.isoformat()})")
         fp = att.get("statement", {}).get("signer_fingerprint")
@@ -110,6 +111,9 @@ def commit() -> None:
                       "not signed (no signing key yet: `auditor keys init`, then commit again)")
         if att.get("timestamped_at"):
             console.print(f"timestamped {att['timestamped_at']} by {att['tsa_subject']}")
+        wm_ids = att.get("statement", {}).get("watermark_key_ids")
+        if wm_ids:
+            console.print(f"with watermark key ids {', '.join(wm_ids)}")
 
 
 @app.command("unseal")

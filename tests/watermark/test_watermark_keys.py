@@ -173,3 +173,46 @@ def test_configured_keys_never_reach_the_db_a_log_or_a_bundle(
             assert key.hex().encode() not in data, f"watermark key in {name}"
             assert key.hex().upper().encode() not in data, f"watermark key in {name}"
             assert key not in data, f"watermark key (raw) in {name}"
+
+
+def test_canaries_commit_signs_the_configured_key_ids_with_the_registry_root(
+    tmp_path: Path,
+) -> None:
+    """The statement published with the registry root names the watermark key ids, so
+    its signature (and timestamp, when configured) dates the keys too."""
+    from sqlalchemy import select
+
+    from auditor.canonical import canonical_json
+    from auditor.signing import load_public_key, verify_signature
+    from auditor.store import open_store
+    from auditor.store.models import RegistryCommit
+    from tests.report.world import build_world
+
+    world = build_world(tmp_path, n_canaries=2)
+    world.store.close()
+    (tmp_path / "canaries").mkdir()
+    (tmp_path / "canaries" / "c.yaml").write_text(
+        "id: new-canary\nkind: free_text\nprompt: a brand new prompt\n")
+    ids = ["00112233445566ff", "aa112233445566ff"]
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f'database_url = "{world.settings.database_url}"\n'
+        f'canaries_dir = "{tmp_path / "canaries"}"\n'
+        f'[signing]\nkey_path = "{world.settings.signing.key_path}"\n'
+        f'[[watermark.keys]]\nid = "{ids[1]}"\nenv = "WM_B"\n'
+        "valid_from = 2026-06-01T00:00:00Z\n"
+        f'[[watermark.keys]]\nid = "{ids[0]}"\nenv = "WM_A"\n'
+        "valid_from = 2026-01-01T00:00:00Z\nvalid_until = 2026-06-01T00:00:00Z\n")
+    done = run("-c", str(config), "canaries", "commit", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert all(i in done.stdout for i in ids)
+    store = open_store(world.settings.resolved_database_url())
+    with store.session() as s:
+        rc = s.scalars(select(RegistryCommit).order_by(RegistryCommit.id.desc())).first()
+        assert rc is not None and rc.attestation is not None
+        att = rc.attestation
+    store.close()
+    assert att["statement"]["watermark_key_ids"] == ids
+    public = load_public_key(att["public_key"].encode("ascii"))
+    assert verify_signature(public, bytes.fromhex(att["signature"]),
+                            canonical_json(att["statement"]))
