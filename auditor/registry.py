@@ -377,10 +377,9 @@ def attest_commit(
     """Publishes ``rc``: a statement of its root, size, time and the signing key's
     fingerprint (so a bundle signed later by another key shows), and the public ids of the
     owner's watermark keys when there are any (so the keys are dated with the root),
-    signed with that key and,
-    when a timestamp authority is configured, timestamped with RFC 3161 (so the root's date
-    does not rest on our clock). The statement's exact bytes are its canonical JSON. An
-    existing attestation is kept; caller commits."""
+    signed with that key and, when a timestamp authority is configured, timestamped with
+    RFC 3161 (so the root's date does not rest on our clock). The statement's exact bytes
+    are its canonical JSON. An existing attestation is kept; caller commits."""
     if rc.attestation or (key is None and not tsa_url):
         return rc.attestation
     statement = {"format": REGISTRY_FORMAT, "root": rc.root, "size": len(rc.leaves),
