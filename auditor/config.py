@@ -21,6 +21,8 @@ __all__ = [
     "Schedule",
     "Settings",
     "SharedLimit",
+    "Watermark",
+    "WatermarkKey",
     "config_path",
     "load_settings",
 ]
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -356,6 +359,55 @@ class Timestamp(_Strict):
     timeout_seconds: float = 30.0
 
 
+class WatermarkKey(_Strict):
+    """One watermark key by its public id; the key itself stays in ``env`` or ``file``."""
+
+    id: str
+    env: str | None = None
+    file: str | None = None
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _key_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{16}", v):
+            raise ValueError(f"{v!r} is not a key id: use the 16 hex digits that "
+                             "`auditor watermark id --file KEY` prints")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source_and_a_period(self) -> WatermarkKey:
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"watermark key {self.id}: give exactly one of env = "
+                             "\"VARIABLE\" or file = \"path\"")
+        if self.valid_until is not None and self.valid_until <= self.valid_from:
+            raise ValueError(f"watermark key {self.id}: valid_until must be after valid_from")
+        return self
+
+
+class Watermark(_Strict):
+    gamma: float = Field(default=0.25, gt=0, lt=1)
+    delta: float = Field(default=2.0, ge=0)
+    h: int = Field(default=1, ge=1, le=8)
+    keys: list[WatermarkKey] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _periods_do_not_overlap(self) -> Watermark:
+        """Keys rotate: at any time at most one is valid, so an answer has one key."""
+        ids = [k.id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"watermark key {', '.join(twice)} is listed twice")
+        keys = sorted(self.keys, key=lambda k: k.valid_from)
+        for a, b in zip(keys, keys[1:], strict=False):
+            if a.valid_until is None or a.valid_until > b.valid_from:
+                raise ValueError(f"watermark keys {a.id} and {b.id} are valid at the same "
+                                 f"time; set {a.id}'s valid_until to {b.id}'s valid_from "
+                                 "or earlier")
+        return self
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///var/auditor.db"
     canaries_dir: str = "canaries"
@@ -366,6 +418,7 @@ class Settings(_Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     signing: Signing = Field(default_factory=Signing)
     timestamp: Timestamp = Field(default_factory=Timestamp)
+    watermark: Watermark = Field(default_factory=Watermark)
     endpoints: list[Endpoint] = Field(default_factory=list)
     shared_limits: dict[str, SharedLimit] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)

@@ -25,7 +25,7 @@ __all__ = [
 
 import base64
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,17 +364,21 @@ def attest_commit(
     tsa_url: str | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
     timeout: float = 30.0,
+    watermark_key_ids: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """Publishes ``rc``: a statement of its root, size, time and the signing key's
-    fingerprint (so a bundle signed later by another key shows), signed with that key and,
-    when a timestamp authority is configured, timestamped with RFC 3161 (so the root's date
-    does not rest on our clock). The statement's exact bytes are its canonical JSON. An
-    existing attestation is kept; caller commits."""
+    fingerprint (so a bundle signed later by another key shows), and the public ids of the
+    owner's watermark keys when there are any (so the keys are dated with the root),
+    signed with that key and, when a timestamp authority is configured, timestamped with
+    RFC 3161 (so the root's date does not rest on our clock). The statement's exact bytes
+    are its canonical JSON. An existing attestation is kept; caller commits."""
     if rc.attestation or (key is None and not tsa_url):
         return rc.attestation
     statement = {"format": REGISTRY_FORMAT, "root": rc.root, "size": len(rc.leaves),
                  "committed_at": rc.created_at.isoformat(),
                  "signer_fingerprint": fingerprint(key) if key is not None else None}
+    if watermark_key_ids:
+        statement["watermark_key_ids"] = sorted(watermark_key_ids)
     data = canonical_json(statement)
     att: dict[str, Any] = {"statement": statement}
     if key is not None:
@@ -443,8 +447,8 @@ def unseal(session: Session, rc: RegistryCommit, canary_version_id: int) -> Unse
 
 
 def attest_configured(rc: RegistryCommit, settings: Settings) -> dict[str, Any] | None:
-    """:func:`attest_commit` with the configured signing key (when it exists) and
-    timestamp authority (when one is set)."""
+    """:func:`attest_commit` with the configured signing key (when it exists), timestamp
+    authority (when one is set) and watermark key ids."""
     from auditor.signing import load_private_key
     from auditor.timestamp import read_roots
 
@@ -453,4 +457,5 @@ def attest_configured(rc: RegistryCommit, settings: Settings) -> dict[str, Any] 
     ca = settings.path(settings.timestamp.ca_file) if settings.timestamp.ca_file else None
     roots = read_roots(ca)
     return attest_commit(rc, key, settings.timestamp.url, roots,
-                         settings.timestamp.timeout_seconds)
+                         settings.timestamp.timeout_seconds,
+                         [k.id for k in settings.watermark.keys])

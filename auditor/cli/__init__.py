@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from auditor.cli import abandon, analyze, canaries, db, demo, ledger, probe, report
+from auditor.cli import abandon, analyze, canaries, db, demo, ledger, probe, report, watermark
 from auditor.cli import daemon as daemon_cli
 from auditor.cli._common import console, console_err, state
 from auditor.errors import AuditorError
@@ -60,6 +60,7 @@ report.register(app)
 demo.register(app)
 daemon_cli.register(app)
 abandon.register(app)
+watermark.register(app)
 
 
 def main() -> None:

@@ -104,6 +104,9 @@ def commit() -> None:
                       "not signed (no signing key yet: `auditor keys init`, then commit again)")
         if att.get("timestamped_at"):
             console.print(f"timestamped {att['timestamped_at']} by {att['tsa_subject']}")
+        wm_ids = att.get("statement", {}).get("watermark_key_ids")
+        if wm_ids:
+            console.print(f"with watermark key ids {', '.join(wm_ids)}")
 
 
 @app.command("unseal")
