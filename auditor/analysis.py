@@ -312,8 +312,8 @@ def _free_text(
     controls: list[str],
     min_controls: int,
     seed: int,
-    contributions: list[dict[str, Any]],
-) -> tuple[dict[str, Any], stats.ProvenanceResult] | None:
+) -> tuple[dict[str, Any], stats.ProvenanceResult, list[dict[str, Any]]] | None:
+    """The free-text channel, its test result and each canary's contribution."""
     if sim is None or suspect not in sim.models or protected not in sim.models:
         return None
     both = (sim.counts[:, sim.index(protected)] > 0) & (sim.counts[:, sim.index(suspect)] > 0)
@@ -323,6 +323,7 @@ def _free_text(
     _need_controls("free_text", len(usable), min_controls)
     res = _data_permitting(stats.provenance_test, sim, protected, suspect, usable,
                            reps=sim.reps, seed=seed)
+    contributions = []
     for c in res.contributions:
         cv = ev.versions[ev.key_version[c.canary_id]]
         contributions.append(
@@ -344,7 +345,7 @@ def _free_text(
         "suspect_score": _finite(res.suspect_score),
         "control_scores": {k: _finite(v) for k, v in res.control_scores.items()},
         "n_canaries": res.n_canaries,
-    }, res
+    }, res, contributions
 
 
 def analyze_pair(
@@ -373,14 +374,12 @@ def analyze_pair(
         ("watermark", lambda: _watermark(ev, suspect)),
     ]
     try:
-        text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed,
-                          contributions)
+        text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed)
         if text is not None:
-            channels["free_text"], text_res = text
+            channels["free_text"], text_res, contributions = text
     except _LeftOut as exc:
         left_out["free_text"] = str(exc)
     except Exception as exc:
-        contributions.clear()
         failed["free_text"] = f"{type(exc).__name__}: {exc}"
     for name, test in tests:
         try:
