@@ -268,3 +268,32 @@ def test_pvalue_keeps_false_positives_at_alpha_with_five_controls_and_ten_canari
     )
     for u in (0.01, 0.05, 0.1):
         assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
+
+
+def _copies_the_wording_only(sim_tensor, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """An independent suspect on layout and style whose wording is 20 control standard
+    deviations closer to the protected model's than the controls' wording is."""
+    t = sim_tensor(rng, 6, 40)
+    p, s, cs = t.index("P"), t.index("S"), [t.index(c) for c in CONTROLS[:6]]
+    sd = np.std(t.sims[0][:, cs, p].mean(axis=0), ddof=1)
+    sims = t.sims.copy()
+    sims[0, :, s, p] = sims[0, :, p, s] = t.sims[0][:, cs, p].mean() + 20 * sd
+    return replace(t, sims=sims)
+
+
+def test_one_overwhelming_representation_carries_the_verdict_that_the_average_dilutes(
+    sim_tensor,
+) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(31)
+    both, composites_only = [], []
+    for _ in range(40):
+        t = _copies_the_wording_only(sim_tensor, rng)
+        both.append(provenance_test(t, "P", "S", CONTROLS[:6], n_boot=0).p_value)
+        composites_only.append(
+            provenance_test(t, "P", "S", CONTROLS[:6], n_boot=0, rep_weight=0).p_value
+        )
+    both_, comp = np.array(both), np.array(composites_only)
+    assert np.mean(both_ <= 1e-3) >= 0.95
+    assert np.mean(comp <= 1e-3) <= 0.7
+    assert np.median(both_) < np.median(comp) / 3
+    assert np.all(both_ <= comp * 1.1)  # never much above the composites' own p
