@@ -299,7 +299,7 @@ class Analysis(_Strict):
     embedding_model: str | None = None
     # suspect's answers by which the monitoring alarm has spent half of its weight
     # (auditor.stats.monitor); read when a pair's monitor starts, kept in its state
-    monitor_half_n: int = Field(default=96, ge=1)
+    monitor_half_n: int = Field(default=48, ge=1)
 
     @field_validator("representations", mode="before")
     @classmethod
