@@ -139,7 +139,8 @@ def _failures(session: Session, since: datetime, **where: str) -> int:
 
 def authenticate(session: Session, web: Web, username: str, password: str,
                  address: str) -> User:
-    """The user, or SignInRefused. Once an account or an address has failed too often in
+    """The user, or SignInRefused (commit the session anyway: the failure is recorded in
+    it). Once an account or an address has failed too often in
     the window, every try is refused without checking the password (and counted)."""
     now = utcnow()
     since = now - timedelta(minutes=web.signin_window_minutes)

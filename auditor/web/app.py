@@ -157,20 +157,24 @@ async def signin(request: Request) -> Response:
                             "reload the sign-in page")
     address = portal.address(request)
 
-    def attempt(s: Session) -> tuple[str, SessionInfo]:
-        user = accounts.authenticate(s, portal.web, form.get("username", ""),
-                                     form.get("password", ""), address)
+    def attempt(s: Session) -> tuple[str, SessionInfo] | accounts.SignInRefused:
+        try:
+            user = accounts.authenticate(s, portal.web, form.get("username", ""),
+                                         form.get("password", ""), address)
+        except accounts.SignInRefused as exc:
+            return exc  # returned, not raised: the failed attempt must be committed
         return accounts.new_session(s, user, address)
 
-    try:
-        token, _ = await portal.adb(attempt)
-    except accounts.SignInRefused as exc:
+    outcome = await portal.adb(attempt)
+    if isinstance(outcome, accounts.SignInRefused):
+        exc = outcome
         new_pre = secrets.token_urlsafe(24)
         resp = portal.page(request, "signin.html", None, status=429 if exc.throttled else 401,
                            signin_csrf=new_pre, next=_next(form.get("next")), error=str(exc))
         resp.set_cookie(SIGNIN_COOKIE, new_pre, httponly=True, samesite="strict",
                         secure=cookie_secure(request, portal.web), path="/signin")
         return resp
+    token, _ = outcome
     resp = RedirectResponse(_next(form.get("next")), status_code=303)
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
                     secure=cookie_secure(request, portal.web), path="/")
