@@ -20,7 +20,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make browsers send Origin: null
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=()",
@@ -74,7 +74,11 @@ def tokens_equal(a: object, b: str | None) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """False when the browser says the POST comes from another origin (Origin header)."""
+    """False when the browser says the POST comes from another site (Sec-Fetch-Site, or
+    the Origin header where that is absent)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:  # older browsers and non-browser clients; the CSRF token still counts
         return True
