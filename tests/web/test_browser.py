@@ -1,7 +1,7 @@
 """The portal in a real headless Chromium (Debian's ``chromium``, driven by Playwright;
 Playwright never downloads a browser here): sign in, find a case, generate a report,
 download it, and check the zip with ``auditor verify``. Screenshots of every page at
-1280 and 390 px go to $AUDITOR_SCREENSHOTS when set."""
+1280 and 390 px go to $PORTAL_SCREENSHOTS when set."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from tests.report.world import secret_prompt
 from tests.web.conftest import PASSWORD, Live, start_portal
 
-CHROMIUM = os.environ.get("AUDITOR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _skip_reason() -> str | None:
@@ -28,7 +28,7 @@ def _skip_reason() -> str | None:
         return "playwright is not installed (it comes with the dev extras: scripts/test)"
     if not Path(CHROMIUM).exists():
         return (f"no Chromium at {CHROMIUM}: install Debian's `chromium` (scripts/test does "
-                "when run as root) or point AUDITOR_CHROMIUM at one")
+                "when run as root) or point PORTAL_CHROMIUM at one")
     return None
 
 
@@ -55,7 +55,7 @@ def browser() -> Iterator[Any]:
 
 
 def _shots() -> Path | None:
-    d = os.environ.get("AUDITOR_SCREENSHOTS")
+    d = os.environ.get("PORTAL_SCREENSHOTS")
     if not d:
         return None
     Path(d).mkdir(parents=True, exist_ok=True)
