@@ -30,29 +30,29 @@ def test_short_passwords_and_unknown_roles_are_refused(store: Store) -> None:
         accounts.add_user(s, "b", "boss", PW)
 
 
-def test_sign_in_is_throttled_after_repeated_failures(store: Store) -> None:
+def test_sign_in_is_throttled_after_repeated_failures(any_store: Store) -> None:
     web = Web(signin_max_failures=3)
-    with store.session() as s:
+    with any_store.session() as s:
         accounts.add_user(s, "jane", "legal", PW)
     for _ in range(3):
-        with store.session() as s, pytest.raises(accounts.SignInRefused) as exc:
+        with any_store.session() as s, pytest.raises(accounts.SignInRefused) as exc:
             accounts.authenticate(s, web, "jane", "wrong password!", "10.0.0.1")
         assert not exc.value.throttled
-    with store.session() as s, pytest.raises(accounts.SignInRefused) as exc:
+    with any_store.session() as s, pytest.raises(accounts.SignInRefused) as exc:
         accounts.authenticate(s, web, "jane", PW, "10.0.0.1")  # even the right password
     assert exc.value.throttled
 
 
-def test_sessions_store_only_a_hash_and_end_on_revoke_and_password_change(store: Store) -> None:
+def test_sessions_store_only_a_hash_and_end_on_revoke_and_password_change(any_store: Store) -> None:
     web = Web()
-    with store.session() as s:
+    with any_store.session() as s:
         user = accounts.add_user(s, "jane", "legal", PW)
         token, info = accounts.new_session(s, user, "127.0.0.1")
-    with store.session() as s:
+    with any_store.session() as s:
         assert s.scalars(select(WebSession.token_hash)).one() != token
         assert accounts.lookup_session(s, token, web) is not None
         accounts.set_password(s, "jane", PW + " again")
-    with store.session() as s:
+    with any_store.session() as s:
         assert accounts.lookup_session(s, token, web) is None
 
 
