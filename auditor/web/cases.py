@@ -65,7 +65,12 @@ def case_rows(session: Session, alpha: float, *, query: str = "", sort: str = "a
     names = dict(session.execute(select(Endpoint.id, Endpoint.name)).tuples().all())
     latest_ids = (select(func.max(Verdict.id))
                   .group_by(Verdict.suspect_id, Verdict.protected_id).scalar_subquery())
-    latest = session.scalars(select(Verdict).where(Verdict.id.in_(latest_ids))).all()
+    # only the columns the row shows: the JSON columns (contributions) stay in the database
+    latest = session.execute(select(
+        Verdict.id, Verdict.suspect_id, Verdict.protected_id, Verdict.significant,
+        Verdict.p_value, Verdict.q_value, Verdict.effect, Verdict.effect_low,
+        Verdict.effect_high, Verdict.e_value, Verdict.created_at,
+    ).where(Verdict.id.in_(latest_ids))).all()
     monitors = {(m.suspect_id, m.protected_id): m.e_value
                 for m in session.scalars(select(MonitorState))}
     alerts: dict[tuple[int, int], datetime] = {}
