@@ -15,10 +15,13 @@ def serve(
     port: int = typer.Option(None, "--port", help="Port (default: web.port, 8080; 0 = any)."),
 ) -> None:
     """Serve the legal portal: cases, verdicts, signed reports, custody log, JSON API."""
+    import logging
+
     import uvicorn
 
     from auditor.store import open_store
     from auditor.web.app import create_app
+    from auditor.web.security import QuietQueries
 
     s = settings()
     store = open_store(s)
@@ -27,6 +30,7 @@ def serve(
     if bind not in ("127.0.0.1", "::1", "localhost") and s.web.secure_cookies == "never":
         console_err.print("warning: serving beyond loopback with web.secure_cookies = "
                           "\"never\"; put TLS in front and set it to \"auto\"", highlight=False)
+    logging.getLogger("uvicorn.access").addFilter(QuietQueries())
     try:
         uvicorn.run(app, host=bind, port=s.web.port if port is None else port,
                     proxy_headers=True, forwarded_allow_ips=s.web.forwarded_allow_ips,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["SecurityHeaders", "cookie_secure", "same_origin", "tokens_equal"]
+__all__ = ["QuietQueries", "SecurityHeaders", "cookie_secure", "same_origin", "tokens_equal"]
 
 import hmac
+import logging
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -84,3 +85,15 @@ def same_origin(request: Request) -> bool:
         return True
     host = request.headers.get("host", "")
     return origin in (f"{request.url.scheme}://{host}", f"http://{host}", f"https://{host}")
+
+
+class QuietQueries(logging.Filter):
+    """Drops the query string of /oidc/ paths from uvicorn's access log lines: the
+    provider's one-time code and state must not reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) \
+                and args[2].startswith("/oidc/") and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True

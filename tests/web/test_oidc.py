@@ -155,3 +155,15 @@ def test_a_disabled_account_cannot_use_single_sign_on(live: Live) -> None:
         accounts.set_disabled(s, "jane@firm.example")
     c, r = _sso(live)
     assert r.status_code == 403 and "disabled" in r.text
+
+
+def test_the_access_log_keeps_no_sign_on_code() -> None:
+    import logging
+
+    from auditor.web.security import QuietQueries
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5", "GET",
+                               "/oidc/callback?code=SECRETCODE&state=S", "1.1", 303), None)
+    assert QuietQueries().filter(record)
+    assert "SECRETCODE" not in record.getMessage() and "/oidc/callback" in record.getMessage()
