@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -15,10 +16,18 @@ import pytest
 import uvicorn
 
 from auditor.config import Settings
-from auditor.store import Store
+from auditor.signing import init_key
+from auditor.store import Store, open_store
 from auditor.web import accounts
 from auditor.web.app import create_app
-from tests.report.world import build_world
+from tests.report.world import (
+    START,
+    World,
+    add_verdict,
+    build_world,
+    fill_store,
+    make_settings,
+)
 
 PASSWORD = "a long enough passphrase 42"
 ROLES = ("legal", "analyst", "admin")
@@ -72,8 +81,20 @@ class Server:
         self.thread.join(30)
 
 
-def start_portal(tmp: Path, **web: object) -> Iterator[Live]:
-    world = build_world(tmp, n_canaries=8)
+def _world_on(tmp: Path, database_url: str) -> World:
+    """build_world's store, on another database (the local PostgreSQL)."""
+    settings = make_settings(tmp).model_copy(update={"database_url": database_url})
+    store = open_store(database_url, migrate=True)
+    key = init_key(settings.signing.key_path)
+    fill_store(store, settings, 8, key=key)
+    for day, p, sig, eff in ((2, 0.04, False, 0.12), (3, 2e-3, True, 0.22),
+                             (4, 3.2e-6, True, 0.31)):
+        add_verdict(store, 8, START + timedelta(days=day), p, sig, eff)
+    return World(tmp, settings, store, 8)
+
+
+def start_portal(tmp: Path, database_url: str | None = None, **web: object) -> Iterator[Live]:
+    world = _world_on(tmp, database_url) if database_url else build_world(tmp, n_canaries=8)
     settings = world.settings.model_copy(update={
         "web": world.settings.web.model_copy(update=web)})
     with world.store.session() as s:

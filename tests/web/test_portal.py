@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -140,3 +141,20 @@ def test_admin_page_is_for_admins_and_issues_tokens_once(live: Live) -> None:
         "</code>", '"', 1), "tok")
     assert token.startswith("aud_")
     assert token not in c.get("/admin").text
+
+
+def test_the_portal_works_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    from tests.web.conftest import start_portal
+
+    for live in start_portal(tmp_path, database_url=pg_url):
+        c = live.signin("legal")
+        assert 'href="/cases/sus/prot"' in c.get("/cases").text
+        link = _generate(live, c)
+        r = c.get(link)
+        assert r.status_code == 200 and r.content[:4] == b"PK\x03\x04"
+        r2 = live.signin("analyst").get(link)
+        assert r2.content == r.content
+        with live.store.session() as s:
+            assert [e.action for e in s.scalars(select(CustodyEntry).order_by(
+                CustodyEntry.seq))] == ["generate", "download", "download"]
+            assert custody.verify(s).ok
