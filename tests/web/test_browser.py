@@ -62,6 +62,17 @@ def _shots() -> Path | None:
     return Path(d)
 
 
+def _shoot(page: Any, name: str) -> None:
+    """Screenshots of the current page at 1280 and 390 px (when asked for)."""
+    shots = _shots()
+    if shots is None:
+        return
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
 def _sign_in(page: Any, url: str, user: str) -> None:
     page.goto(f"{url}/signin")
     page.get_by_label("User name").fill(user)
@@ -85,6 +96,7 @@ def test_sign_in_find_a_case_generate_download_and_verify(live: Live, browser: A
     page.get_by_role("button", name="Generate signed report").click()
     page.wait_for_selector("#job-done, #job-failed", timeout=240_000)
     assert page.locator("#job-done").count() == 1, page.inner_text("main")
+    _shoot(page, "job")
     with page.expect_download() as info:
         page.locator("#download").click()
     zip_path = tmp_path / info.value.suggested_filename
@@ -95,6 +107,12 @@ def test_sign_in_find_a_case_generate_download_and_verify(live: Live, browser: A
                                if not k.startswith("AUDITOR_")})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "bundle ok" in done.stdout
+    page.get_by_role("button", name="Verify").click()
+    assert "Verified." in page.inner_text("#verify-result")
+    _shoot(page, "verify")
+    page.goto(f"{live.url}/cases/nobody/nothing")
+    assert "Not found" in page.inner_text("h1")
+    _shoot(page, "error")
     page.get_by_role("link", name="Custody log").click()
     assert "download" in page.inner_text("table.custody")
     assert not [e for e in errors if "Content Security Policy" in e], errors
