@@ -426,6 +426,7 @@ class ReportJob(Base):
     protected: Mapped[str | None] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(64))
+    runner: Mapped[str | None] = mapped_column(String(200))  # host:pid of the portal running it
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
     stage: Mapped[str | None] = mapped_column(String(64))
     progress: Mapped[int] = mapped_column(Integer, default=0)  # percent

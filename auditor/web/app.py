@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
@@ -321,6 +322,10 @@ def download(request: Request) -> Response:
     portal: Portal = request.app.state.portal
     sha = request.path_params["sha"]
 
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise HTTPException(403, "evidence is downloaded from the portal's own pages; open "
+                            "the case in the portal and download it there")
+
     def load(s: Session) -> tuple[bytes, str]:
         info = portal.need(request, s)
         rep = _report(s, sha)
@@ -451,7 +456,10 @@ async def admin_action(request: Request) -> Response:
             accounts.revoke_token(s, name)
             return f"token {name} revoked"
         if action == "revoke-session":
-            accounts.revoke_session(s, int(form.get("id", "0") or 0))
+            sid = form.get("id", "")
+            if not sid.isdigit():
+                raise HTTPException(404, "no such session")
+            accounts.revoke_session(s, int(sid))
             return "session ended"
         raise HTTPException(404, "no such action")
 
@@ -488,7 +496,7 @@ async def signin_needed(request: Request, exc: Exception) -> Response:
 
         return JSONResponse({"error": "a bearer token is needed"}, status_code=401)
     target = request.url.path if request.method == "GET" else "/cases"
-    return RedirectResponse(f"/signin?next={target}", status_code=303)
+    return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
 
 
 def health(request: Request) -> Response:

@@ -9,10 +9,12 @@ from __future__ import annotations
 __all__ = ["JobRunner"]
 
 import logging
+import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from auditor.bundle import write_bundle
 from auditor.config import Settings
@@ -20,7 +22,7 @@ from auditor.errors import AuditorError
 from auditor.report import ReportRequest
 from auditor.signing import load_private_key
 from auditor.store import Store, custody
-from auditor.store.models import Report, ReportJob, utcnow
+from auditor.store.models import ReportJob, utcnow
 from auditor.timestamp import read_roots
 
 log = logging.getLogger("auditor.web.jobs")
@@ -31,19 +33,31 @@ class JobRunner:
         self.store, self.settings = store, settings
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-job")
 
+    @staticmethod
+    def me() -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
     def recover(self) -> None:
-        """Jobs a stopped portal left queued or running are marked failed (say so)."""
+        """Jobs that a stopped portal process on this host left queued or running are
+        marked failed (the page says so). Jobs of live processes, and of other hosts (their
+        own portal recovers them when it restarts), are left alone."""
+        host = socket.gethostname()
         with self.store.session() as s:
-            s.execute(update(ReportJob).where(ReportJob.status.in_(("queued", "running")))
-                      .values(status="failed", finished_at=utcnow(),
-                              error="the portal stopped before this report was finished; "
-                                    "generate it again"))
+            for job in s.scalars(select(ReportJob).where(
+                    ReportJob.status.in_(("queued", "running")))):
+                j_host, _, j_pid = (job.runner or "").rpartition(":")
+                if j_host != host or (j_pid.isdigit() and _alive(int(j_pid))):
+                    continue
+                job.status, job.finished_at = "failed", utcnow()
+                job.error = ("the portal stopped before this report was finished; "
+                             "generate it again")
 
     def submit(self, suspect: str, protected: str | None, actor: str,
                address: str | None) -> int:
         with self.store.session() as s:
             job = ReportJob(suspect=suspect, protected=protected, requested_by=actor,
-                            address=address, status="queued", stage="waiting", progress=0)
+                            address=address, runner=self.me(), status="queued",
+                            stage="waiting", progress=0)
             s.add(job)
             s.flush()
             job_id = job.id
@@ -87,7 +101,13 @@ class JobRunner:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def report_of(store: Store, job_id: int) -> Report | None:
-    with store.session() as s:
-        job = s.get(ReportJob, job_id)
-        return s.get(Report, job.report_id) if job and job.report_id else None
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is starting: whatever it had queued died with it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -149,7 +149,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
             user = s.scalars(select(User).where(User.oidc_subject == subject)).first()
             if user is None and isinstance(email, str):
                 user = s.scalars(select(User).where(User.username == email)).first()
-                if user is not None and user.oidc_subject is None:
+                if user is not None and user.oidc_subject not in (None, subject):
+                    raise HTTPException(403, "this account is linked to another single "
+                                        "sign-on identity; ask an administrator")
+                if user is not None:
                     user.oidc_subject = subject
             if user is None:
                 role = claims.get(conf.roles_claim)

@@ -128,6 +128,7 @@ def upgrade() -> None:
         sa.Column("protected", sa.String(length=64), nullable=True),
         sa.Column("requested_by", sa.String(length=200), nullable=False),
         sa.Column("address", sa.String(length=64), nullable=True),
+        sa.Column("runner", sa.String(length=200), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("stage", sa.String(length=64), nullable=True),
         sa.Column("progress", sa.Integer(), nullable=False),

@@ -81,3 +81,30 @@ def test_api_tokens_store_only_a_hash_and_can_be_revoked(store: Store) -> None:
         accounts.revoke_token(s, "dms")
     with store.session() as s:
         assert accounts.lookup_token(s, token) is None
+
+
+def test_jobs_left_by_a_dead_portal_on_this_host_are_failed_others_kept(store: Store) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from auditor.config import Settings
+    from auditor.store.models import ReportJob
+    from auditor.web.jobs import JobRunner
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host = socket.gethostname()
+    with store.session() as s:
+        for runner in (f"{host}:{dead}", f"{host}:1", "another-host:42"):
+            s.add(ReportJob(suspect="sus", protected="prot", requested_by="legal",
+                            runner=runner, status="running", progress=50))
+    runner = JobRunner(store, Settings())
+    try:
+        runner.recover()
+    finally:
+        runner.shutdown()
+    with store.session() as s:
+        states = {j.runner: j.status for j in s.scalars(select(ReportJob))}
+    assert states == {f"{host}:{dead}": "failed", f"{host}:1": "running",
+                      "another-host:42": "running"}

@@ -167,3 +167,13 @@ def test_the_access_log_keeps_no_sign_on_code() -> None:
                                "/oidc/callback?code=SECRETCODE&state=S", "1.1", 303), None)
     assert QuietQueries().filter(record)
     assert "SECRETCODE" not in record.getMessage() and "/oidc/callback" in record.getMessage()
+
+
+def test_an_account_linked_to_another_identity_is_not_taken_over(
+        live: Live, provider: LoopbackProvider) -> None:
+    with live.store.session() as s:
+        user = accounts.add_user(s, "jane@firm.example", "admin", None)
+        user.oidc_subject = f"{provider.url}|someone-else"
+    c, r = _sso(live)  # same e-mail, another subject
+    assert r.status_code == 403 and "another single sign-on identity" in r.text
+    assert "auditor_session" not in c.cookies

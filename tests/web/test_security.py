@@ -124,6 +124,16 @@ def test_guessing_a_bundle_id_or_path_reveals_nothing(bundled: tuple[Live, str],
     assert _custody_count(live) == 0
 
 
+def test_a_download_started_from_another_site_is_refused_and_not_logged(
+        bundled: tuple[Live, str]) -> None:
+    live, sha = bundled
+    r = live.signin("legal").get(f"/bundles/{sha}/download",
+                                 headers={"sec-fetch-site": "cross-site"})
+    assert r.status_code == 403
+    assert_nothing_leaks(r, live)
+    assert _custody_count(live) == 0
+
+
 def test_a_tampered_zip_on_the_server_is_withheld(bundled: tuple[Live, str]) -> None:
     live, sha = bundled
     from auditor.store.models import Report
