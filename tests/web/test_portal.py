@@ -158,3 +158,21 @@ def test_the_portal_works_on_postgresql(tmp_path: Path, pg_url: str) -> None:
             assert [e.action for e in s.scalars(select(CustodyEntry).order_by(
                 CustodyEntry.seq))] == ["generate", "download", "download"]
             assert custody.verify(s).ok
+
+
+def test_an_admin_ends_another_users_session(live: Live) -> None:
+    import re
+
+    legal = live.signin("legal")
+    assert legal.get("/cases").status_code == 200
+    admin = live.signin("admin")
+    page = admin.get("/admin").text
+    # the row of legal's session: its End form carries the session id
+    row = re.search(r'<td data-label="User">legal</td><td data-label="Since">.*?'
+                    r'name="id" value="(\d+)"', page, re.S)
+    assert row
+    r = admin.post("/admin/revoke-session", data={"csrf": hidden(page, "csrf"),
+                                                  "id": row.group(1)})
+    assert r.status_code == 200 and "session ended" in r.text
+    assert legal.get("/cases").status_code == 303
+    assert admin.get("/cases").status_code == 200
