@@ -115,6 +115,10 @@ def test_sign_in_find_a_case_generate_download_and_verify(live: Live, browser: A
     _shoot(page, "error")
     page.get_by_role("link", name="Custody log").click()
     assert "download" in page.inner_text("table.custody")
+    _shoot(page, "custody-filled")
+    page.goto(f"{live.url}/cases/sus/prot")
+    assert page.locator("code.hash").count() >= 1  # the bundle, by its manifest hash
+    _shoot(page, "case-with-bundle")
     assert not [e for e in errors if "Content Security Policy" in e], errors
     ctx.close()
 
