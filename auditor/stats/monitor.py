@@ -32,16 +32,12 @@ summing to 1, so a p-value that stays below ``a`` adds ``m_a / a`` per unit of w
 
 Because the p-value of a derived model levels off rather than keeps falling, the weight
 is best spent where it has levelled off: ``shape = 8`` gives out 71 % of it between
-``0.8 n_half`` and ``1.25 n_half`` responses (``n_half`` defaults to 48, the setting
-``analysis.monitor_half_n``; 4 % by 32, 50 % by 48, 91 % by 64, 99.6 % by 96). This
+``0.8 n_half`` and ``1.25 n_half`` responses (``n_half`` defaults to 96, the setting
+``analysis.monitor_half_n``; 4 % by 64, 50 % by 96, 91 % by 128, 99.6 % by 192). This
 makes the monitor close to a group-sequential test with its looks around ``n_half``.
-The shape, the calibrator and a horizon of 96 were chosen on simulated worlds of
-``benchmarks/monitoring.py`` (seeds 0 and 1) and checked on fresh ones (seed 2); flatter
-weights (``shape`` 1-3, the old doubling looks) and smoother calibrators alarmed on fewer
-distilled models. Once the free-text p-value let one overwhelming representation carry
-it, derived models' p-values settled twice as early, and the horizon moved to 48
-(chosen on seed 2, checked on seeds 3 and 4, BENCHMARKS.md): alarms come at half the
-answers with the same power.
+The defaults were chosen on simulated worlds of ``benchmarks/monitoring.py`` (seeds 0
+and 1) and checked on fresh ones (seed 2, BENCHMARKS.md); flatter weights (``shape`` 1-3,
+the old doubling looks) and smoother calibrators alarmed on fewer distilled models.
 
 **Validity.** ``E[g(p_j)] <= 1`` for each ``j``, so ``E[E_k] <= 1`` at every ``k`` and
 ``E_k`` never decreases: ``P(sup_k E_k >= 1/alpha) = P(E_inf >= 1/alpha) <= alpha``
@@ -49,10 +45,11 @@ answers with the same power.
 
 **When it can fire.** Only once ``sum w_j g(p_j) >= 1/alpha``. With ``alpha = 0.05`` and
 the defaults, a p-value at or below 0.04 at every look alarms once the weight given out
-reaches 84 % (about the suspect's 59th response), one at or below 0.001 at 37 % (about
-the 45th) and one at or below 0.00001 at 1 % (about the 27th). A p-value that stays above
-0.04 never alarms. When the suspect's first analysis already sees many times ``n_half``
-answers (a large registry), nearly all the weight goes to that first look. The state is a plain JSON-serialisable dict that records its own
+reaches 84 % (about the suspect's 118th response), one at or below 0.001 at 37 % (about
+the 90th) and one at or below 0.00001 at 1 % (about the 54th). A p-value that stays above
+0.04 never alarms. When the suspect's first analysis already sees more than twice
+``n_half`` answers (a large registry probed in one cycle), nearly all the weight goes to
+that first look. The state is a plain JSON-serialisable dict that records its own
 parameters, so changing the defaults never changes a running monitor.
 """
 
@@ -65,7 +62,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-HALF_N = 48  # responses by which half of the weight has been given out
+HALF_N = 96  # responses by which half of the weight has been given out
 SHAPE = 8.0  # how steeply the weight is given out around HALF_N
 STEPS: tuple[tuple[float, float], ...] = ((0.04, 0.95), (1e-3, 0.03), (1e-5, 0.02))  # (a, m_a)
 VERSION = 2

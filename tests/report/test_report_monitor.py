@@ -40,8 +40,8 @@ def _method_text(tmp_path: Path, half_n: float | None = None) -> str:
 def test_the_method_section_explains_the_monitor_and_its_alarm(tmp_path: Path) -> None:
     text = _method_text(tmp_path)
     assert "Continuous monitoring" in text
-    # no monitor kept for the pair: the configured horizon (the default, 48 answers)
-    assert "first 48 answers and nearly all of it to the first 96" in text
+    # no monitor kept for the pair: the configured horizon (the default, 96 answers)
+    assert "first 96 answers and nearly all of it to the first 192" in text
     assert "= 20" in text  # the alarm threshold 1/alpha at alpha = 0.05
     assert "never decreases" in text and "not evidence of independence" in text
     assert "score stood at 180" in text  # this suspect's stored e-value
