@@ -608,11 +608,16 @@ def _similarities(
     if not free:
         return None
     a = settings.analysis
-    config = None
+    encoder, tagger = None, None
     if "embedding" in a.representations and a.embedding_model:
         from auditor.embeddings import load_encoder
 
-        config = stats.TextConfig(encoder=load_encoder(a.embedding_model))
+        encoder = load_encoder(a.embedding_model)
+    if "pos" in a.representations:
+        from auditor.tagging import load_tagger
+
+        tagger = load_tagger()
+    config = stats.TextConfig(encoder=encoder, tagger=tagger) if encoder or tagger else None
     return stats.canary_similarities(free, reps=a.representations, config=config)
 
 

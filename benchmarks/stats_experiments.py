@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from auditor.stats.provenance import DEFAULT_REPS, SCREEN_ALPHA, provenance_test
 from auditor.stats.similarity import canary_similarities
+from auditor.stats.text import TextConfig
 
 from .bench_data import (
     CasesFile,
@@ -34,7 +36,20 @@ from .bench_data import (
     score_pvalues,
 )
 
-__all__ = ["jobs", "run_budget", "main"]
+__all__ = ["jobs", "run_budget", "main", "memo_tagger"]
+
+_TAGS: dict[str, list[str]] = {}
+
+
+def memo_tagger(texts: Sequence[str]) -> list[list[str]]:
+    """``auditor.tagging``'s tagger, each distinct text tagged once per process (the same
+    answers come back at every budget and seed)."""
+    from auditor.tagging import tag_texts
+
+    todo = [t for t in dict.fromkeys(texts) if t not in _TAGS]
+    for t, tags in zip(todo, tag_texts(todo), strict=True):
+        _TAGS[t] = tags
+    return [_TAGS[t] for t in texts]
 
 
 def jobs(cf: CasesFile) -> list[tuple[str, str, list[str], int]]:
@@ -71,7 +86,8 @@ def run_budget(
     canaries = draw_canaries(ids, n, seed)
     outs = {m: load_outputs(m) for m in models}
     responses = {m: {c: [outs[m][c]] for c in canaries} for m in models}
-    sim = canary_similarities(responses, canaries, reps=reps)
+    config = TextConfig(tagger=memo_tagger) if "pos" in reps else None
+    sim = canary_similarities(responses, canaries, reps=reps, config=config)
     rows = []
     for p, s, ctrl, y in jobs(cf):
         r = provenance_test(

@@ -300,3 +300,16 @@ def test_a_control_derived_from_the_protected_model_is_reported_with_its_pvalue(
     lines = flagged_control_lines(verdicts, names)
     assert len(lines) == 1 and lines[0].startswith("control student is itself significantly")
     assert ("left out of the null" in lines[0]) is exclude
+
+
+def test_the_pos_representation_runs_through_the_store_with_the_shipped_tagger(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    settings = settings_with(ROLES, analysis={"representations": ["word", "layout", "pos"]})
+    with store.session() as s:
+        analyze_all(s, settings)
+    v = _verdicts(store)
+    assert "pos" in v["student"].channels["free_text"]["representations"]
+    assert v["student"].params["text_representations"] == ["word", "layout", "pos"]
+    assert v["student"].significant and not v["indie-suspect"].significant
