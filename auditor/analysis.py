@@ -319,8 +319,11 @@ def _control_audit(
     hit = _AUDITS.get(key)
     if hit is not None and hit[0] is sim:
         return hit[1]
-    audit = _data_permitting(stats.audit_controls, sim, protected, controls,
-                             screen_alpha=0.0, reps=sim.reps)[0]
+    try:
+        audit = stats.audit_controls(sim, protected, controls, screen_alpha=0.0,
+                                     reps=sim.reps)[0]
+    except ValueError:  # a control the data cannot score: no audit, the channel goes on
+        audit = {}
     if len(_AUDITS) >= 64:
         _AUDITS.clear()
     _AUDITS[key] = (sim, audit)
