@@ -313,3 +313,24 @@ def test_the_pos_representation_runs_through_the_store_with_the_shipped_tagger(
     assert "pos" in v["student"].channels["free_text"]["representations"]
     assert v["student"].params["text_representations"] == ["word", "layout", "pos"]
     assert v["student"].significant and not v["indie-suspect"].significant
+
+
+def test_auditor_analyze_prints_a_control_that_looks_derived(
+    store: Store, sqlite_url: str, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    import subprocess
+    import sys
+
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    roles = {**ROLES, "student": "control"}
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
+        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "model-{n}"\nrole = "{r}"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "control student is itself significantly close to protected (p = " in out
+    assert "kept in the null" in out
