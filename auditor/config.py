@@ -300,6 +300,14 @@ class Analysis(_Strict):
     # suspect's answers by which the monitoring alarm has spent half of its weight
     # (auditor.stats.monitor); read when a pair's monitor starts, kept in its state
     monitor_half_n: int = Field(default=96, ge=1)
+    # the control audit (free text): every control is tested against the others as if it
+    # were the suspect; one significant at this level is reported as a finding in the
+    # verdict and the report (auditor.stats.provenance.audit_controls)
+    control_audit_alpha: float = Field(default=0.01, gt=0, lt=1)
+    # also leave such controls out of the null (at most a quarter of the pool). Off by
+    # default: on the real-output benchmark it raised the FPR above alpha (BENCHMARKS.md,
+    # "Free text, round two")
+    exclude_flagged_controls: bool = False
 
     @field_validator("representations", mode="before")
     @classmethod

@@ -77,6 +77,7 @@ from .provenance import (
     DEFAULT_REPS,
     CanaryContribution,
     ProvenanceResult,
+    audit_controls,
     provenance_test,
     text_provenance,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "IdentityResult",
     "LogprobResult",
     "ProvenanceResult",
+    "audit_controls",
     "SimilarityTensor",
     "TextConfig",
     "WatermarkResult",
