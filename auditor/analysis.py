@@ -304,29 +304,27 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-_AUDITS: dict[tuple[int, str, tuple[str, ...]], tuple[stats.SimilarityTensor, dict[str, float]]]
-_AUDITS = {}
+Audits = dict[tuple[str, tuple[str, ...]], dict[str, float]]
 
 
 def _control_audit(
-    sim: stats.SimilarityTensor, protected: str, controls: list[str]
+    sim: stats.SimilarityTensor, protected: str, controls: list[str], cache: Audits | None
 ) -> dict[str, float]:
-    """Each control's own p-value against the other controls (``stats.audit_controls``),
-    computed once per similarity pass, protected model and pool (every suspect shares it)."""
+    """Each control's own p-value against the other controls (``stats.audit_controls``).
+    ``cache`` holds the audits of one similarity pass (every suspect of a protected model
+    and pool shares one); the caller makes a new one with each pass."""
     if len(controls) <= MIN_CONTROLS:
         return {}
-    key = (id(sim), protected, tuple(controls))
-    hit = _AUDITS.get(key)
-    if hit is not None and hit[0] is sim:
-        return hit[1]
+    key = (protected, tuple(controls))
+    if cache is not None and key in cache:
+        return cache[key]
     try:
         audit = stats.audit_controls(sim, protected, controls, screen_alpha=0.0,
                                      reps=sim.reps)[0]
     except ValueError:  # a control the data cannot score: no audit, the channel goes on
         audit = {}
-    if len(_AUDITS) >= 64:
-        _AUDITS.clear()
-    _AUDITS[key] = (sim, audit)
+    if cache is not None:
+        cache[key] = audit
     return audit
 
 
@@ -340,6 +338,7 @@ def _free_text(
     seed: int,
     audit_alpha: float = 0.01,
     exclude_flagged: bool = False,
+    audits: Audits | None = None,
 ) -> tuple[dict[str, Any], stats.ProvenanceResult, list[dict[str, Any]]] | None:
     """The free-text channel, its test result and each canary's contribution.
 
@@ -354,7 +353,7 @@ def _free_text(
         raise _LeftOut(f"no free-text canary was answered by both {suspect} and {protected}")
     usable = [c for c in controls if c in sim.models and (sim.counts[both, sim.index(c)] > 0).any()]
     _need_controls("free_text", len(usable), min_controls)
-    audit = _control_audit(sim, protected, usable)
+    audit = _control_audit(sim, protected, usable, audits)
     res = _data_permitting(stats.provenance_test, sim, protected, suspect, usable,
                            reps=sim.reps, seed=seed,
                            screen_alpha=audit_alpha if exclude_flagged else None)
@@ -396,10 +395,12 @@ def analyze_pair(
     min_controls: int = MIN_CONTROLS,
     audit_alpha: float = 0.01,
     exclude_flagged: bool = False,
+    audits: Audits | None = None,
 ) -> PairResult:
     """Every channel with data, combined; ``channels`` is empty when none could be tested.
 
     A channel left out (``left_out``) or failing (``failed``) does not stop the others.
+    ``audits``: the control audits of this similarity pass so far (see ``_control_audit``).
     """
     controls = [c for c in controls if c not in (protected, suspect)]
     channels: dict[str, dict[str, Any]] = {}
@@ -415,7 +416,7 @@ def analyze_pair(
     ]
     try:
         text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed,
-                          audit_alpha, exclude_flagged)
+                          audit_alpha, exclude_flagged, audits)
         if text is not None:
             channels["free_text"], text_res, contributions = text
     except _LeftOut as exc:
@@ -564,13 +565,15 @@ def analyze_all(
         "fdr": "benjamini-hochberg",
     }
     results: list[PairResult] = []
+    audits: Audits = {}  # of this similarity pass
     for p in prot:
         for s in sus:
             if s == p:
                 continue
             try:
                 pr = analyze_pair(ev, sim, p, s, controls, seed=seed, min_controls=min_controls,
-                                  audit_alpha=audit_alpha, exclude_flagged=exclude_flagged)
+                                  audit_alpha=audit_alpha, exclude_flagged=exclude_flagged,
+                                  audits=audits)
             except Exception as exc:
                 problems.append(AnalysisProblem(s, p, "*", f"{type(exc).__name__}: {exc}", True))
                 continue
