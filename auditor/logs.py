@@ -171,6 +171,6 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return
     logging.getLogger("auditor").error(
-        "unhandled error in a thread", exc_info=(args.exc_type, args.exc_value,
-                                                  args.exc_traceback),
-        extra={"thread": args.thread.name if args.thread else None})
+        "unhandled error in a thread",
+        exc_info=args.exc_value if args.exc_value is not None else True,
+        extra={"thread_name": args.thread.name if args.thread else None})

@@ -17,6 +17,7 @@ __all__ = ["DECODING", "accepted", "parameters", "unsupported"]
 import ast
 import importlib.metadata
 from functools import cache
+from pathlib import Path
 
 from auditor.errors import AuditorError, Problem
 
@@ -42,7 +43,8 @@ def parameters(provider: str) -> frozenset[str]:
     dist, rel, cls, method = _METHOD[provider]
     try:
         version = importlib.metadata.version(dist)
-        source = importlib.metadata.distribution(dist).locate_file(rel).read_text("utf-8")
+        source = Path(str(importlib.metadata.distribution(dist).locate_file(rel))).read_text(
+            "utf-8")
     except (importlib.metadata.PackageNotFoundError, OSError) as exc:
         raise _unreadable(provider, f"{type(exc).__name__}: {exc}") from None
     names: set[str] = set()

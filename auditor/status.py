@@ -147,6 +147,6 @@ def collect(session: Session, settings: Settings, now: datetime | None = None) -
             id=hb.id, role=hb.role, host=hb.host, pid=hb.pid,
             status=hb.status if alive or hb.status != "running" else "silent",
             started_at=hb.started_at, beat_at=hb.beat_at, alive=alive, info=hb.info))
-    gaps = next(((p.info or {})["analysis_gaps"] for p in processes
+    gaps: list[dict[str, Any]] = next(((p.info or {})["analysis_gaps"] for p in processes
                  if "analysis_gaps" in (p.info or {})), [])
     return Status(now, endpoints, processes, gaps)

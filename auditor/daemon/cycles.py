@@ -124,7 +124,7 @@ def complete_orphans(store: Store, kinds: tuple[str, ...] = ("probe",)) -> list[
     return completed
 
 
-def analysis_hook() -> Callable[[Session, Settings], Any] | None:
+def analysis_hook() -> Callable[..., Any] | None:
     """``auditor.analysis.analyze_all`` when that stage is installed, else None."""
     try:
         module = importlib.import_module("auditor.analysis")

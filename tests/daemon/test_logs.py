@@ -81,3 +81,26 @@ def test_python_warnings_and_http_client_lines_are_json_or_silent(stream: io.Str
     assert lines and {r["logger"] for r in lines} == {"py.warnings"}
     assert any("Mean of empty slice" in r["msg"] for r in lines)
     assert all(r["level"] == "warning" and "127.0.0.1" not in r["msg"] for r in lines)
+
+
+def test_an_error_escaping_a_thread_is_one_json_record_with_its_traceback(
+        stream: io.StringIO) -> None:
+    import threading
+
+    setup_logging(_settings(), stream=stream)
+    previous = threading.excepthook
+    try:
+        def fail() -> None:
+            raise RuntimeError("boom in a worker thread")
+
+        t = threading.Thread(target=fail, name="probe-worker")
+        t.start()
+        t.join()
+    finally:
+        threading.excepthook = previous
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(records) == 1
+    r = records[0]
+    assert r["level"] == "error" and r["msg"] == "unhandled error in a thread"
+    assert r["thread_name"] == "probe-worker"
+    assert "boom in a worker thread" in json.dumps(r) and "RuntimeError" in json.dumps(r)
