@@ -35,7 +35,7 @@ signature and the timestamp are sealed by SHA256SUMS, which is signed with the s
 from __future__ import annotations
 
 __all__ = ["BundleCheck", "BundleResult", "check_stated_hashes", "verify_bundle",
-           "write_bundle"]
+           "write_bundle", "zip_of"]
 
 import base64
 import json
@@ -172,7 +172,7 @@ def write_bundle(
     out = Path(out_dir) if out_dir is not None else settings.reports_path
     name = f"{req.suspect}-{now.strftime('%Y%m%dT%H%M%SZ')}"
     final = out / name
-    if final.exists() or final.with_suffix(".zip").exists():
+    if final.exists() or zip_of(final).exists():
         raise AuditorError(f"bundle {final} already exists",
                            [Problem("refusing to overwrite evidence", str(final),
                                     fix="move it away or choose another --out")])
@@ -257,7 +257,7 @@ def write_bundle(
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, files[fname])
     partial.rename(final)
-    zip_path = final.with_suffix(".zip")
+    zip_path = zip_of(final)
     zip_tmp.rename(zip_path)
     row = Report(suspect_id=ctx.suspect_id, protected_id=ctx.protected_id,
                  verdict_id=ctx.verdict_id, bundle_path=str(final),
@@ -386,6 +386,12 @@ def _parse_sums(data: bytes) -> dict[str, str] | None:
             return None
         out[m.group(2)] = m.group(1)
     return out
+
+
+def zip_of(folder: Path) -> Path:
+    """The zip written beside a bundle folder: its whole name plus ``.zip`` (a suspect name
+    may hold dots, which ``Path.with_suffix`` would cut at)."""
+    return folder.with_name(folder.name + ".zip")
 
 
 def verify_bundle(

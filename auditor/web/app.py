@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from auditor.bundle import zip_of
 from auditor.config import Settings
 from auditor.errors import AuditorError
 from auditor.figures import TimelinePoint, timeline_svg
@@ -306,7 +307,7 @@ def _report(s: Session, sha: str) -> Report:
 
 def _zip_bytes(rep: Report) -> bytes:
     """The stored zip, only if it still hashes as recorded (never another file)."""
-    path = Path(rep.bundle_path).with_suffix(".zip")
+    path = zip_of(Path(rep.bundle_path))
     try:
         data = path.read_bytes()
     except OSError:
@@ -353,7 +354,7 @@ async def verify(request: Request) -> Response:
 
     def check(s: Session) -> tuple[Report, str, bool]:
         rep = _report(s, sha)
-        zip_path = Path(rep.bundle_path).with_suffix(".zip")
+        zip_path = zip_of(Path(rep.bundle_path))
         try:
             roots = read_roots(st.path(st.timestamp.ca_file) if st.timestamp.ca_file else None)
             summary, ok = verify_bundle(zip_path, roots).summary(), True
