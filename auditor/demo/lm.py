@@ -17,6 +17,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 BOS, EOS = "<s>", "</s>"
 
@@ -167,6 +168,14 @@ def detokenize(tokens: Iterable[str]) -> str:
     return out
 
 
+class Watermark(Protocol):
+    """Reweights the next word's candidates after the answer's words so far (the owner's
+    watermark on a word-level model: ``auditor.demo.watermark``)."""
+
+    def reweight(self, previous: list[str], candidates: list[str],
+                 weights: list[float]) -> list[float]: ...
+
+
 class TrigramLM:
     """A word-level trigram model per prompt class, with topic words copied from the prompt."""
 
@@ -189,13 +198,15 @@ class TrigramLM:
         return self
 
     def generate(
-        self, prompt: str, rng: random.Random, temperature: float = 1.0, max_tokens: int = 120
+        self, prompt: str, rng: random.Random, temperature: float = 1.0, max_tokens: int = 120,
+        watermark: Watermark | None = None,
     ) -> str:
         table = self.counts.get(classify(prompt)) or self.counts.get("text")
         if not table:
             return ""
         topics = topic_words(prompt)
-        a, b, out = BOS, BOS, []
+        a, b = BOS, BOS
+        out: list[str] = []
         power = 1.0 / max(temperature, 0.05)
         for _ in range(max_tokens):
             nxt = table.get((a, b))
@@ -203,10 +214,18 @@ class TrigramLM:
                 break
             choices = list(nxt)
             weights = [nxt[c] ** power for c in choices]
+            topic = None
+            if watermark is not None:  # the topic word is drawn first, so it can be scored
+                topic = rng.choice(topics)
+                words = [topic if c == self.TOPIC else c for c in choices]
+                weights = watermark.reweight(out, words, weights)
             c = rng.choices(choices, weights)[0]
             if c == EOS:
                 break
-            out.append(rng.choice(topics) if c == self.TOPIC else c)
+            if c == self.TOPIC:
+                out.append(topic if topic is not None else rng.choice(topics))
+            else:
+                out.append(c)
             a, b = b, c
         return detokenize(out)
 

@@ -114,6 +114,28 @@ class GreenList:
         x = (self.seed(ids) + (token + 1) * _GOLDEN) & _MASK64
         return _splitmix64_int(x) < self._threshold
 
+    def green_pairs(self, windows: Sequence[tuple[int, ...]],
+                    tokens: Sequence[int] | npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """``is_green(windows[i], tokens[i])`` for every i, in one pass: each distinct window
+        is hashed once, the tokens are tested vectorised (detection over many pairs)."""
+        toks = np.asarray(tokens, dtype=np.int64)
+        if len(windows) != toks.size:
+            raise ValueError(f"{len(windows)} windows for {toks.size} tokens")
+        if toks.size == 0:
+            return np.zeros(0, dtype=bool)
+        if toks.min() < 0 or toks.max() >= self.vocab_size:
+            raise ValueError(f"a token id is outside the vocabulary 0..{self.vocab_size - 1}")
+        seeds: dict[tuple[int, ...], int] = {}
+        seed_of = np.empty(toks.size, dtype=np.uint64)
+        for i, w in enumerate(windows):
+            s = seeds.get(w)
+            if s is None:
+                s = seeds[w] = self.seed(w)
+            seed_of[i] = s
+        with np.errstate(over="ignore"):
+            x = seed_of + (toks.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
+            return _splitmix64(x) < np.uint64(self._threshold)
+
     def bias(self, logits: Logits, ids: Sequence[int] | npt.NDArray[Any]) -> Logits:
         """``logits`` with ``delta`` added at the green ids after ``ids``: a new list for a
         list, a new array of the same dtype and shape for an array (the last axis is the
