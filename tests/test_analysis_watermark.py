@@ -152,3 +152,28 @@ def test_a_file_that_is_not_a_tokenizer_is_refused_with_the_fix(tmp_path: Path) 
     with pytest.raises(AuditorError, match="is not a tokenizer.json") as err:
         load_tokenizer(bad)
     assert "fix:" in str(err.value)
+
+
+def test_the_report_explains_the_channel_in_plain_words(
+        store: Store, tmp_path: Path, tokenizer_file: Path) -> None:
+    from auditor.bundle import write_bundle
+    from auditor.report import ReportRequest
+    from auditor.signing import init_key, load_private_key
+
+    init_key(tmp_path / "signing.pem")
+    settings = _settings(tokenizer_file, _key_file(tmp_path)).model_copy(
+        update={"signing": settings_with({}).signing.model_copy(
+            update={"key_path": str(tmp_path / "signing.pem")})})
+    _world(store, settings, load_tokenizer(tokenizer_file))
+    with store.session() as s:
+        analyze_all(s, settings)
+    with store.session() as s:
+        result = write_bundle(s, settings, ReportRequest(suspect="student", protected="protected"),
+                              load_private_key(tmp_path / "signing.pem"),
+                              out_dir=tmp_path / "out", formats=("html",))
+    html = " ".join((result.path / "report.html").read_text().split())
+    wm = _verdicts(store)["student"].channels["watermark"]
+    assert f"{wm['green']} of {wm['scored']} scored tokens green" in html
+    assert "against 0.25 expected of an independent model" in html
+    assert "exact binomial p" in html and "Key id " + key_id(KEY) in html
+    assert KEY.hex() not in html
