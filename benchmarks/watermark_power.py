@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from auditor.demo.lm import TrigramLM
+from auditor.demo.lm import TrigramLM, classify
 from auditor.demo.watermark import WordWatermark, demo_vocabulary
 from auditor.demo.world import build_models, harvest_prompts, story_canary_prompts
 from auditor.stats.watermark import radioactivity_test, windows_of
@@ -78,7 +78,7 @@ def run_power(args: argparse.Namespace) -> None:
         print(f"seed {seed} done ({time.monotonic() - t0:.0f} s)", flush=True)
     print(f"\ngamma {args.gamma}, delta {args.delta}, h {args.h}; {args.seeds} seeds; "
           f"{len(harvest)} harvested answers, of which "
-          f"{sum('story' in p for p in harvest)} stories; {SAMPLES} samples per canary")
+          f"{sum(classify(p) == 'story' for p in harvest)} stories; {SAMPLES} samples per canary")
     print("| watermarked share | " + " | ".join(f"{b} canaries" for b in budgets) + " |")
     print("| --- |" + " --- |" * len(budgets))
     for share in args.shares:
