@@ -51,13 +51,14 @@ def run_power(args: argparse.Namespace) -> None:
                           delta=args.delta, h=args.h)
         wm = WordWatermark(green, tok)
 
-        def answers(lm: TrigramLM, marked: bool, rng: random.Random) -> list[list[int]]:
-            texts = [lm.generate(p, rng, 0.8, 300, watermark=wm if marked else None)
+        def answers(lm: TrigramLM, mark: WordWatermark | None,
+                    rng: random.Random) -> list[list[int]]:
+            texts = [lm.generate(p, rng, 0.8, 300, watermark=mark)
                      for p in canaries for _ in range(SAMPLES)]
             return tok.encode_batch(texts)
 
-        prot = answers(teacher, True, rng)
-        other = answers(indie, False, rng)
+        prot = answers(teacher, wm, rng)
+        other = answers(indie, None, rng)
         for b in budgets:
             ref = windows_of(prot[: b * SAMPLES], args.h)
             null[b].append(radioactivity_test(other[: b * SAMPLES], green, ref).p_value)
@@ -69,7 +70,7 @@ def run_power(args: argparse.Namespace) -> None:
                                           watermark=wm if i in marked else None))
                      for i, p in enumerate(harvest)]
             student = TrigramLM().fit(pairs)
-            stud = answers(student, False, rng)
+            stud = answers(student, None, rng)
             for b in budgets:
                 ref = windows_of(prot[: b * SAMPLES], args.h)
                 r = radioactivity_test(stud[: b * SAMPLES], green, ref)
