@@ -19,6 +19,7 @@ for an independent suspect.
 
     python -m benchmarks.watermark calibration --keys 1000 --canaries 100
     python -m benchmarks.watermark power --seeds 5
+    python -m benchmarks.watermark cost
 """
 
 from __future__ import annotations
@@ -209,9 +210,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--delta", type=float, default=2.0)
     p.add_argument("--gamma", type=float, default=0.25)
     p.add_argument("--h", type=int, default=1)
+    k = sub.add_parser("cost", help="perplexity against delta; processor time per token")
+    k.add_argument("--deltas", type=_floats, default=[0.0, 1.0, 2.0, 4.0, 8.0])
+    k.add_argument("--prompts", type=int, default=100)
+    k.add_argument("--vocab", type=_ints, default=[32000, 128256, 262144])
+    k.add_argument("--reps", type=int, default=200)
     args = ap.parse_args(argv)
     if args.cmd == "calibration":
         _calibration(args)
+    elif args.cmd == "cost":
+        from benchmarks.watermark_cost import run_cost
+
+        run_cost(args)
     else:
         from benchmarks.watermark_power import run_power
 
