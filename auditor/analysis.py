@@ -299,7 +299,8 @@ def _watermark(
             raise _LeftOut(f"{protected} has not answered {suspect}'s text canaries, and the "
                            "watermark filter scores only its windows (watermark.filter)")
         windows = stats.windows_of(scheme.tokenizer.encode_batch(ref), scheme.h)
-    results = [stats.radioactivity_test(seqs, g, windows) for g in scheme.greens]
+    mode = "favourite" if scheme.score == "favourite" else "distinct"
+    results = [stats.radioactivity_test(seqs, g, windows, tuples=mode) for g in scheme.greens]
     best = stats.worst_key(results)
     at = min(range(len(results)), key=lambda i: results[i].p_value)
     return {
@@ -312,6 +313,7 @@ def _watermark(
         "duplicates": best.skipped_duplicates,
         "filtered_out": best.filtered_out,
         "filter": windows is not None,
+        "score": mode,
         "keys_tested": best.keys_tested,
         "key_id": scheme.key_ids[at],  # the public id, never the key
         "n_canaries": len(keys),

@@ -397,6 +397,10 @@ class Watermark(_Strict):
     tokenizer: str | None = None
     vocab_size: int | None = Field(default=None, ge=2)
     filter: bool = True
+    # which tuples the exact binomial counts: every distinct (window, token) once
+    # (Sander et al.), or per window only the suspect's most frequent next token
+    # ("favourite": keeps how strongly a continuation is preferred; also exact)
+    score: Literal["distinct", "favourite"] = "distinct"
     keys: list[WatermarkKey] = Field(default_factory=list)
 
     @model_validator(mode="after")

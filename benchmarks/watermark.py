@@ -65,22 +65,19 @@ class _Tuples:
     n_models: int
 
 
-def _tuples(seqs_by_model: list[list[list[int]]], h: int) -> _Tuples:
+def _tuples(seqs_by_model: list[list[list[int]]], h: int, mode: str = "distinct") -> _Tuples:
+    from auditor.stats.watermark import favourite_tuples, scored_tuples
+
+    pick = favourite_tuples if mode == "favourite" else scored_tuples
     widx: dict[tuple[int, ...], int] = {}
     wi: list[int] = []
     tk: list[int] = []
     mi: list[int] = []
     for m, seqs in enumerate(seqs_by_model):
-        seen: set[tuple[tuple[int, ...], int]] = set()
-        for seq in seqs:
-            for i in range(h, len(seq)):
-                pair = (tuple(seq[i - h : i]), seq[i])
-                if pair in seen:
-                    continue
-                seen.add(pair)
-                wi.append(widx.setdefault(pair[0], len(widx)))
-                tk.append(pair[1])
-                mi.append(m)
+        ws, ts, _, _ = pick(seqs, h)
+        wi += [widx.setdefault(w, len(widx)) for w in ws]
+        tk += ts
+        mi += [m] * len(ts)
     return _Tuples(list(widx), np.asarray(wi), np.asarray(tk, dtype=np.int64),
                    np.asarray(mi), len(seqs_by_model))
 
@@ -116,13 +113,13 @@ class CalibrationRow:
 
 def calibrate(seqs_by_model: list[list[list[int]]], vocab_size: int, hs: Sequence[int],
               gammas: Sequence[float], keys: int, seed: int = 0,
-              say: Any = None) -> list[CalibrationRow]:
+              say: Any = None, mode: str = "distinct") -> list[CalibrationRow]:
     """p-values of every model under ``keys`` fresh keys, per (h, gamma)."""
     rng = random.Random(seed)
     rows = []
     for h in hs:
         t0 = time.monotonic()
-        tup = _tuples(seqs_by_model, h)
+        tup = _tuples(seqs_by_model, h, mode)
         scored = np.bincount(tup.model_index, minlength=tup.n_models)
         ps: dict[float, list[np.ndarray]] = {g: [] for g in gammas}
         for _ in range(keys):
@@ -174,7 +171,8 @@ def _calibration(args: argparse.Namespace) -> None:
     print(f"{len(models)} models x {args.canaries} answers, tokenizer: {tok.source}; "
           f"{time.monotonic() - t0:.0f} s", flush=True)
     rows = calibrate(seqs, tok.vocab_size, args.h, args.gamma, args.keys, args.seed,
-                     say=lambda s: print(s, flush=True))
+                     say=lambda s: print(s, flush=True), mode=args.tuples)
+    print(f"scoring: {args.tuples}")
     print("| h | gamma | keys | p-values | FPR at 0.05 (± 1.96 SE) | FPR at 0.01 (± 1.96 SE) "
           "| KS p (one per key) | median tuples scored per model |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -203,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     c.add_argument("--vocab", type=int, default=8192)
     c.add_argument("--models", type=int, default=0, help="first N models only (0: all)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--tuples", choices=["distinct", "favourite"], default="distinct")
     p = sub.add_parser("power", help="median p on the demo world's distilled students")
     p.add_argument("--shares", type=_floats, default=[0.01, 0.05, 0.1, 1.0])
     p.add_argument("--canaries", type=_ints, default=[50, 100, 200, 400])

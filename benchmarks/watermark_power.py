@@ -42,9 +42,10 @@ def run_power(args: argparse.Namespace) -> None:
     if len(canaries) < max(budgets):
         raise SystemExit(f"the demo world has {len(canaries)} story canaries")
     harvest = [p for p in harvest_prompts() for _ in range(2)]
-    cells: dict[tuple[float, int], list[float]] = defaultdict(list)
-    null: dict[int, list[float]] = defaultdict(list)
-    rates: dict[tuple[float, int], list[float]] = defaultdict(list)
+    modes = ("distinct", "favourite")
+    cells: dict[tuple[str, float, int], list[float]] = defaultdict(list)
+    null: dict[tuple[str, int], list[float]] = defaultdict(list)
+    rates: dict[tuple[str, float, int], list[float]] = defaultdict(list)
     for seed in range(args.seeds):
         rng = random.Random(1000 + seed)
         green = GreenList(rng.randbytes(32), tok.vocab_size, gamma=args.gamma,
@@ -61,7 +62,9 @@ def run_power(args: argparse.Namespace) -> None:
         other = answers(indie, None, rng)
         for b in budgets:
             ref = windows_of(prot[: b * SAMPLES], args.h)
-            null[b].append(radioactivity_test(other[: b * SAMPLES], green, ref).p_value)
+            for mode in modes:
+                null[(mode, b)].append(radioactivity_test(other[: b * SAMPLES], green, ref,
+                                                          tuples=mode).p_value)
         for share in args.shares:
             order = list(range(len(harvest)))
             rng.shuffle(order)
@@ -73,19 +76,23 @@ def run_power(args: argparse.Namespace) -> None:
             stud = answers(student, None, rng)
             for b in budgets:
                 ref = windows_of(prot[: b * SAMPLES], args.h)
-                r = radioactivity_test(stud[: b * SAMPLES], green, ref)
-                cells[(share, b)].append(r.p_value)
-                rates[(share, b)].append(r.green_rate)
+                for mode in modes:
+                    r = radioactivity_test(stud[: b * SAMPLES], green, ref, tuples=mode)
+                    cells[(mode, share, b)].append(r.p_value)
+                    rates[(mode, share, b)].append(r.green_rate)
         print(f"seed {seed} done ({time.monotonic() - t0:.0f} s)", flush=True)
     print(f"\ngamma {args.gamma}, delta {args.delta}, h {args.h}; {args.seeds} seeds; "
           f"{len(harvest)} harvested answers, of which "
           f"{sum(classify(p) == 'story' for p in harvest)} stories; {SAMPLES} samples per canary")
-    print("| watermarked share | " + " | ".join(f"{b} canaries" for b in budgets) + " |")
-    print("| --- |" + " --- |" * len(budgets))
-    for share in args.shares:
-        row = [f"{np.median(cells[(share, b)]):.2g} ({np.median(rates[(share, b)]):.3f})"
+    for mode in modes:
+        print(f"\nscoring: {mode}; median p (median green rate)")
+        print("| watermarked share | " + " | ".join(f"{b} canaries" for b in budgets) + " |")
+        print("| --- |" + " --- |" * len(budgets))
+        for share in args.shares:
+            row = [f"{np.median(cells[(mode, share, b)]):.2g} "
+                   f"({np.median(rates[(mode, share, b)]):.3f})" for b in budgets]
+            print(f"| {share:g} | " + " | ".join(row) + " |")
+        row = [f"{np.median(null[(mode, b)]):.2g} (min {min(null[(mode, b)]):.2g})"
                for b in budgets]
-        print(f"| {share:g} | " + " | ".join(row) + " |")
-    row = [f"{np.median(null[b]):.2g} (min {min(null[b]):.2g})" for b in budgets]
-    print("| independent suspect | " + " | ".join(row) + " |")
+        print("| independent suspect | " + " | ".join(row) + " |")
     print(f"total {time.monotonic() - t0:.0f} s")

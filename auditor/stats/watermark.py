@@ -28,8 +28,10 @@ __all__ = [
     "worst_key",
 ]
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -91,15 +93,44 @@ def scored_tuples(
     return out_w, out_t, dup, filtered
 
 
+def favourite_tuples(
+    sequences: Iterable[Sequence[int]], h: int, windows: Collection[Window] | None = None
+) -> tuple[list[Window], list[int], int, int]:
+    """Like :func:`scored_tuples`, but one tuple per distinct window: the token the text
+    wrote most often after it (ties: the first written). Which token is chosen depends
+    on the text alone, never on the key, and distinct windows have independent green
+    lists, so the green count is still exactly binomial; it keeps what de-duplication
+    throws away, how often a continuation is preferred."""
+    if h < 1:
+        raise ValueError(f"h must be >= 1, got {h}")
+    after: dict[Window, Counter[int]] = {}
+    total = filtered = 0
+    for ids in sequences:
+        seq = [int(t) for t in ids]
+        for i in range(h, len(seq)):
+            w = tuple(seq[i - h : i])
+            total += 1
+            if windows is not None and w not in windows:
+                filtered += 1
+                continue
+            after.setdefault(w, Counter())[seq[i]] += 1
+    ws = list(after)
+    ts = [after[w].most_common(1)[0][0] for w in ws]
+    return ws, ts, total - filtered - len(ws), filtered
+
+
 def radioactivity_test(
     sequences: Iterable[Sequence[int]],
     green: GreenList,
     windows: Collection[Window] | None = None,
+    tuples: Literal["distinct", "favourite"] = "distinct",
 ) -> WatermarkResult:
     """Exact binomial test of the green share of the distinct (window, token) tuples in
     ``sequences`` (token ids of the protected model's tokenizer), under ``green``'s key,
-    ``gamma`` and ``h``; ``windows`` restricts scoring to the protected model's windows."""
-    ws, ts, dup, filtered = scored_tuples(sequences, green.h, windows)
+    ``gamma`` and ``h``; ``windows`` restricts scoring to the protected model's windows.
+    ``tuples="favourite"`` scores one tuple per window (:func:`favourite_tuples`)."""
+    pick = favourite_tuples if tuples == "favourite" else scored_tuples
+    ws, ts, dup, filtered = pick(sequences, green.h, windows)
     n = len(ts)
     g = int(green.green_pairs(ws, np.asarray(ts, dtype=np.int64)).sum()) if n else 0
     p = float(stats.binom.sf(g - 1, n, green.gamma)) if n else 1.0

@@ -24,6 +24,7 @@ class Scheme:
     greens: list[GreenList]
     key_ids: list[str]
     filter: bool
+    score: str = "distinct"
 
     @property
     def h(self) -> int:
@@ -63,4 +64,4 @@ def load_scheme(settings: Settings) -> Scheme | None:
                 "(`auditor watermark id` checks them all)")])
         greens.append(GreenList(key, vocab, gamma=wm.gamma, delta=wm.delta, h=wm.h))
         ids.append(k.id)
-    return Scheme(tok, greens, ids, wm.filter)
+    return Scheme(tok, greens, ids, wm.filter, wm.score)

@@ -132,3 +132,44 @@ def test_several_keys_are_corrected_for_the_number_tested() -> None:
     w = worst_key(rs)
     assert w.keys_tested == 3
     assert w.p_value == pytest.approx(min(1.0, 3 * min(r.p_value for r in rs)))
+
+
+def test_favourite_scores_one_tuple_per_window_the_most_frequent_continuation() -> None:
+    from auditor.stats.watermark import favourite_tuples
+
+    ws, ts, rest, _ = favourite_tuples([[1, 2, 1, 3, 1, 3], [1, 2, 1, 3]], h=1)
+    assert dict(zip(ws, ts, strict=True)) == {(1,): 3, (2,): 1, (3,): 1}
+    assert rest == 8 - 3  # 8 tuples written, 3 windows scored
+    ws, ts, _, _ = favourite_tuples([[1, 2, 1, 3]], h=1)
+    assert ts[0] == 2  # a tie goes to the continuation written first
+
+
+@pytest.mark.parametrize("h", [1, 2])
+def test_favourite_p_values_are_uniform_on_text_independent_of_the_key(h: int) -> None:
+    rng = np.random.default_rng(8)
+    seqs = [_sample(rng, 300, None, temperature=2.0) for _ in range(6)]
+    ps = np.array([radioactivity_test(seqs, GreenList(rng.bytes(32), V, h=h),
+                                      tuples="favourite").p_value for _ in range(300)])
+    # fewer tuples than "distinct" (one per window): the discrete tail is more
+    # conservative, so the size is checked at several levels
+    for u in (0.01, 0.05, 0.1, 0.3, 0.5):
+        assert np.mean(ps <= u) <= u + 2.5 * np.sqrt(u * (1 - u) / ps.size)
+    assert np.mean(ps <= 0.5) >= 0.5 - 4 * np.sqrt(0.25 / ps.size)  # not degenerate
+
+
+def test_favourite_detects_a_preference_that_de_duplication_dilutes() -> None:
+    """A student that writes every continuation it saw, but the green ones more often:
+    de-duplication counts each once; the favourite keeps the preference."""
+    rng = np.random.default_rng(9)
+    green = GreenList(KEY, 400, gamma=0.25, h=1)
+    student = []
+    for w in range(400):
+        mask = green.green_mask([w])
+        conts = [int(t) for t in rng.choice(400, 6, replace=False)]
+        weights = np.array([4.0 if mask[t] else 1.0 for t in conts])
+        for t in rng.choice(conts, 30, p=weights / weights.sum()):
+            student.append([w, int(t)])
+        student += [[w, t] for t in conts]  # every continuation at least once
+    fav = radioactivity_test(student, green, tuples="favourite")
+    dist = radioactivity_test(student, green)
+    assert fav.p_value < 1e-6 and fav.p_value < dist.p_value
