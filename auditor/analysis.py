@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -299,7 +299,8 @@ def _watermark(
             raise _LeftOut(f"{protected} has not answered {suspect}'s text canaries, and the "
                            "watermark filter scores only its windows (watermark.filter)")
         windows = stats.windows_of(scheme.tokenizer.encode_batch(ref), scheme.h)
-    mode = "favourite" if scheme.score == "favourite" else "distinct"
+    mode: Literal["distinct", "favourite"] = (
+        "favourite" if scheme.score == "favourite" else "distinct")
     results = [stats.radioactivity_test(seqs, g, windows, tuples=mode) for g in scheme.greens]
     best = stats.worst_key(results)
     at = min(range(len(results)), key=lambda i: results[i].p_value)

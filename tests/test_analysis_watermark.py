@@ -177,3 +177,16 @@ def test_the_report_explains_the_channel_in_plain_words(
     assert "against 0.25 expected of an independent model" in html
     assert "exact binomial p" in html and "Key id " + key_id(KEY) in html
     assert KEY.hex() not in html
+
+
+def test_the_favourite_scoring_is_chosen_in_the_config(
+        store: Store, tmp_path: Path, tokenizer_file: Path) -> None:
+    settings = _settings(tokenizer_file, _key_file(tmp_path), score="favourite")
+    _world(store, settings, load_tokenizer(tokenizer_file))
+    with store.session() as s:
+        analyze_all(s, settings)
+    v = _verdicts(store)
+    wm = v["student"].channels["watermark"]
+    assert wm["score"] == "favourite" and wm["p_value"] < 1e-6
+    assert wm["scored"] < 800  # one tuple per window
+    assert v["indie"].channels["watermark"]["p_value"] > 0.01
