@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--delta", type=float, default=2.0)
     p.add_argument("--gamma", type=float, default=0.25)
     p.add_argument("--h", type=int, default=1)
+    p.add_argument("--harvest-samples", type=int, default=2,
+                   help="answers the distiller harvests per prompt of its own")
     k = sub.add_parser("cost", help="perplexity against delta; processor time per token")
     k.add_argument("--deltas", type=_floats, default=[0.0, 1.0, 2.0, 4.0, 8.0])
     k.add_argument("--prompts", type=int, default=100)

@@ -41,7 +41,7 @@ def run_power(args: argparse.Namespace) -> None:
     canaries = story_canary_prompts(max(budgets))
     if len(canaries) < max(budgets):
         raise SystemExit(f"the demo world has {len(canaries)} story canaries")
-    harvest = [p for p in harvest_prompts() for _ in range(2)]
+    harvest = [p for p in harvest_prompts() for _ in range(args.harvest_samples)]
     modes = ("distinct", "favourite")
     cells: dict[tuple[str, float, int], list[float]] = defaultdict(list)
     null: dict[tuple[str, int], list[float]] = defaultdict(list)
