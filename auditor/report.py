@@ -537,9 +537,10 @@ def _watermark_words(ch: dict[str, Any]) -> tuple[list[str], str | None]:
     keys = ch.get("keys_tested", 1)
     h = ch.get("h", 1)
     note = (
-        "The protected model's serving stack marks its answers with a secret key: after "
-        f"every {h} token(s), a key-dependent share of {fmt_num(gamma)} of its vocabulary is "
-        "green and slightly favoured. A model trained on those answers writes green tokens "
+        "The protected model's serving stack marks its answers with a secret key: at each "
+        f"position, depending on the previous {h} token(s), a key-dependent share of "
+        f"{fmt_num(gamma)} of its vocabulary is green and slightly favoured. A model "
+        "trained on those answers writes green tokens "
         f"more often than {fmt_num(gamma)}; a model that never learnt from them cannot, "
         "because it does not know the key. The suspect's answers were split into the "
         "protected model's own tokens, and each distinct pair of a token and the "
