@@ -3,7 +3,8 @@ are defined over.
 
 A ``tokenizer.json`` (Hugging Face ``tokenizers`` format, what most open models ship) is
 read through the ``tokenizers`` package, an optional dependency
-(``pip install 'canary-auditor[watermark]'``). ``word_level_tokenizer`` builds one from a
+(``pip install 'canary-auditor[watermark]'``); a GGUF model file's byte-level BPE
+vocabulary through the ``gguf`` package (same extra). ``word_level_tokenizer`` builds one from a
 word vocabulary (the demo's protected model uses it, and exports it as tokenizer.json so
 that detection goes through the same path as for a real model).
 """
@@ -65,9 +66,7 @@ def load_tokenizer(path: Path, setting: str = "watermark.tokenizer",
             fix="point it to the protected model's tokenizer.json (the one its serving "
             "stack tokenizes with)")])
     if path.suffix.lower() == ".gguf":
-        raise AuditorError(f"{setting}: {path} is a GGUF model file", [Problem(
-            "reading the tokenizer out of a GGUF is not supported yet", file=config_file,
-            fix="use the model's tokenizer.json (from the model's original release)")])
+        return _from_gguf(path, setting, config_file)
     tk = _tokenizers(setting)
     try:
         tok = tk.Tokenizer.from_file(str(path))
@@ -77,6 +76,45 @@ def load_tokenizer(path: Path, setting: str = "watermark.tokenizer",
             f"the tokenizers package could not read it: {first}", file=config_file,
             fix="point it to a tokenizer.json in the Hugging Face tokenizers format")]) from None
     return ModelTokenizer(tok, str(path))
+
+
+def _from_gguf(path: Path, setting: str, config_file: str | None) -> ModelTokenizer:
+    """The vocabulary of a GGUF model file (the `gguf` package reads it). Only byte-level
+    BPE vocabularies (``tokenizer.ggml.model = "gpt2"``: Llama 3, Qwen, Mistral Nemo...)
+    are rebuilt, with GPT-2's pre-tokenizer split; SentencePiece ones (``"llama"``:
+    Llama 2, Gemma) need the model's tokenizer.json."""
+    try:
+        import gguf
+    except ImportError:
+        raise AuditorError(f"{setting}: reading a GGUF needs the `gguf` package", [Problem(
+            f"{setting} names a GGUF model file", file=config_file,
+            fix="pip install 'canary-auditor[watermark]' (or use the model's "
+            "tokenizer.json)")]) from None
+    try:
+        reader = gguf.GGUFReader(str(path))
+        fields = reader.fields
+        model = str(fields["tokenizer.ggml.model"].contents())
+        tokens = [str(t) for t in fields["tokenizer.ggml.tokens"].contents()]
+        merges = ([str(m) for m in fields["tokenizer.ggml.merges"].contents()]
+                  if "tokenizer.ggml.merges" in fields else [])
+    except Exception as exc:  # not a GGUF, or one without a vocabulary
+        raise AuditorError(f"{setting}: {path} holds no readable GGUF vocabulary", [Problem(
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=config_file, fix="point it to the model's tokenizer.json")]) from None
+    if model != "gpt2" or not merges:
+        raise AuditorError(f"{setting}: {path} has a {model!r} tokenizer", [Problem(
+            "only byte-level BPE vocabularies (tokenizer.ggml.model = \"gpt2\") are read "
+            "from a GGUF", file=config_file,
+            fix="point it to the model's tokenizer.json (from its original release)")])
+    tk = _tokenizers(setting)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    tok = tk.Tokenizer(tk.models.BPE(vocab, pairs))
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    out = ModelTokenizer(tok, str(path))
+    out.vocab_size = max(out.vocab_size, len(tokens))
+    return out
 
 
 def word_level_tokenizer(words: Sequence[str]) -> ModelTokenizer:

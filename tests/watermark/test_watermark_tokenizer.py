@@ -50,12 +50,44 @@ def test_the_demo_word_tokenizer_splits_words_and_punctuation_and_round_trips(
     assert again.encode("Hello, world!") == [1, 2, 3, 4] and again.vocab_size == 6
 
 
-def test_a_gguf_or_a_missing_file_is_refused_with_the_setting_and_fix(tmp_path: Path) -> None:
+def _gguf(path: Path, model: str, tokens: list[str], merges: list[str]) -> Path:
+    gguf = pytest.importorskip("gguf", reason="the watermark extra is not installed")
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model(model)
+    w.add_token_list(tokens)
+    if merges:
+        w.add_token_merges(merges)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_gguf_byte_level_vocabulary_tokenizes_as_the_models_tokenizer_json(
+        tmp_path: Path) -> None:
+    import json
+
+    src = load_tokenizer(_bpe(tmp_path))
+    model = json.loads((tmp_path / "tokenizer.json").read_text())["model"]
+    tokens = sorted(model["vocab"], key=model["vocab"].get)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    tok = load_tokenizer(_gguf(tmp_path / "model.gguf", "gpt2", tokens, merges))
+    assert tok.vocab_size == len(tokens)
+    for text in ("The moon pulls the river.", TEXT[1], "A robot, a garden!"):
+        assert tok.encode(text) == src.encode(text)
+
+
+def test_a_gguf_sentencepiece_vocabulary_or_a_missing_file_is_refused_with_the_fix(
+        tmp_path: Path) -> None:
     with pytest.raises(AuditorError, match="watermark.tokenizer") as err:
         load_tokenizer(tmp_path / "missing.json")
     assert "fix:" in str(err.value)
-    gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"GGUF\x03\x00\x00\x00")
-    with pytest.raises(AuditorError, match="GGUF") as err:
-        load_tokenizer(gguf)
+    spm = _gguf(tmp_path / "gemma.gguf", "llama", ["<unk>", "a", "b"], [])
+    with pytest.raises(AuditorError, match="'llama' tokenizer") as err:
+        load_tokenizer(spm)
     assert "tokenizer.json" in str(err.value)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF\x03\x00\x00\x00")
+    with pytest.raises(AuditorError, match="no readable GGUF vocabulary"):
+        load_tokenizer(junk)
