@@ -326,6 +326,30 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+Audits = dict[tuple[str, tuple[str, ...]], dict[str, float]]
+
+
+def _control_audit(
+    sim: stats.SimilarityTensor, protected: str, controls: list[str], cache: Audits | None
+) -> dict[str, float]:
+    """Each control's own p-value against the other controls (``stats.audit_controls``).
+    ``cache`` holds the audits of one similarity pass (every suspect of a protected model
+    and pool shares one); the caller makes a new one with each pass."""
+    if len(controls) <= MIN_CONTROLS:
+        return {}
+    key = (protected, tuple(controls))
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        audit = stats.audit_controls(sim, protected, controls, screen_alpha=0.0,
+                                     reps=sim.reps)[0]
+    except ValueError:  # a control the data cannot score: no audit, the channel goes on
+        audit = {}
+    if cache is not None:
+        cache[key] = audit
+    return audit
+
+
 def _free_text(
     ev: Evidence,
     sim: stats.SimilarityTensor | None,
@@ -334,8 +358,16 @@ def _free_text(
     controls: list[str],
     min_controls: int,
     seed: int,
+    audit_alpha: float = 0.01,
+    exclude_flagged: bool = False,
+    audits: Audits | None = None,
 ) -> tuple[dict[str, Any], stats.ProvenanceResult, list[dict[str, Any]]] | None:
-    """The free-text channel, its test result and each canary's contribution."""
+    """The free-text channel, its test result and each canary's contribution.
+
+    The control audit: every usable control's own p-value against the others
+    (``control_audit``), the controls significant at ``audit_alpha`` (``flagged_controls``,
+    a finding to report) and, with ``exclude_flagged``, those left out of the null
+    (``excluded_controls``)."""
     if sim is None or suspect not in sim.models or protected not in sim.models:
         return None
     both = (sim.counts[:, sim.index(protected)] > 0) & (sim.counts[:, sim.index(suspect)] > 0)
@@ -343,8 +375,10 @@ def _free_text(
         raise _LeftOut(f"no free-text canary was answered by both {suspect} and {protected}")
     usable = [c for c in controls if c in sim.models and (sim.counts[both, sim.index(c)] > 0).any()]
     _need_controls("free_text", len(usable), min_controls)
+    audit = _control_audit(sim, protected, usable, audits)
     res = _data_permitting(stats.provenance_test, sim, protected, suspect, usable,
-                           reps=sim.reps, seed=seed)
+                           reps=sim.reps, seed=seed,
+                           screen_alpha=audit_alpha if exclude_flagged else None)
     contributions = []
     for c in res.contributions:
         cv = ev.versions[ev.key_version[c.canary_id]]
@@ -367,6 +401,9 @@ def _free_text(
         "suspect_score": _finite(res.suspect_score),
         "control_scores": {k: _finite(v) for k, v in res.control_scores.items()},
         "n_canaries": res.n_canaries,
+        "control_audit": audit,
+        "flagged_controls": {c: p for c, p in audit.items() if p <= audit_alpha},
+        "excluded_controls": dict(res.params.get("excluded_controls") or {}),  # type: ignore[call-overload]
     }, res, contributions
 
 
@@ -378,11 +415,15 @@ def analyze_pair(
     controls: list[str],
     seed: int = 0,
     min_controls: int = MIN_CONTROLS,
+    audit_alpha: float = 0.01,
+    exclude_flagged: bool = False,
+    audits: Audits | None = None,
     watermark: Scheme | None = None,
 ) -> PairResult:
     """Every channel with data, combined; ``channels`` is empty when none could be tested.
 
     A channel left out (``left_out``) or failing (``failed``) does not stop the others.
+    ``audits``: the control audits of this similarity pass so far (see ``_control_audit``).
     """
     controls = [c for c in controls if c not in (protected, suspect)]
     channels: dict[str, dict[str, Any]] = {}
@@ -397,7 +438,8 @@ def analyze_pair(
         ("watermark", lambda: _watermark(ev, protected, suspect, watermark)),
     ]
     try:
-        text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed)
+        text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed,
+                          audit_alpha, exclude_flagged, audits)
         if text is not None:
             channels["free_text"], text_res, contributions = text
     except _LeftOut as exc:
@@ -449,6 +491,11 @@ def _verdict(pr: PairResult, ids: dict[str, int], params: dict[str, Any]) -> Ver
     if pr.left_out or pr.failed:  # the verdict says which channels it lacks, and why
         params = {**params, "left_out": {**pr.left_out, **{
             k: f"failed: {why}" for k, why in pr.failed.items()}}}
+    ft = pr.channels.get("free_text") or {}
+    if ft.get("flagged_controls") or ft.get("excluded_controls"):
+        # controls significantly close to the protected model: a finding, with their p
+        params = {**params, "flagged_controls": ft.get("flagged_controls") or {},
+                  "excluded_controls": ft.get("excluded_controls") or {}}
     return Verdict(
         suspect_id=ids[pr.suspect],
         protected_id=ids[pr.protected],
@@ -524,6 +571,8 @@ def analyze_all(
         sim, sim_error = None, f"{type(exc).__name__}: {exc}"
     seed = settings.analysis.seed
     min_controls = settings.analysis.min_controls
+    audit_alpha = settings.analysis.control_audit_alpha
+    exclude_flagged = settings.analysis.exclude_flagged_controls
     wm_error = None
     try:
         scheme = load_scheme(settings)
@@ -538,17 +587,21 @@ def analyze_all(
         "null": "model-level: suspect exchangeable with the controls",
         "text_representations": list(settings.analysis.representations),
         "embedding_model": settings.analysis.embedding_model,
+        "control_audit_alpha": audit_alpha,
+        "exclude_flagged_controls": exclude_flagged,
         "combination": "cauchy",
         "fdr": "benjamini-hochberg",
     }
     results: list[PairResult] = []
+    audits: Audits = {}  # of this similarity pass
     for p in prot:
         for s in sus:
             if s == p:
                 continue
             try:
-                pr = analyze_pair(ev, sim, p, s, controls, seed=seed,
-                                  min_controls=min_controls, watermark=scheme)
+                pr = analyze_pair(ev, sim, p, s, controls, seed=seed, min_controls=min_controls,
+                                  audit_alpha=audit_alpha, exclude_flagged=exclude_flagged,
+                                  audits=audits, watermark=scheme)
             except Exception as exc:
                 problems.append(AnalysisProblem(s, p, "*", f"{type(exc).__name__}: {exc}", True))
                 continue
@@ -591,11 +644,16 @@ def _similarities(
     if not free:
         return None
     a = settings.analysis
-    config = None
+    encoder, tagger = None, None
     if "embedding" in a.representations and a.embedding_model:
         from auditor.embeddings import load_encoder
 
-        config = stats.TextConfig(encoder=load_encoder(a.embedding_model))
+        encoder = load_encoder(a.embedding_model)
+    if "pos" in a.representations:
+        from auditor.tagging import load_tagger
+
+        tagger = load_tagger()
+    config = stats.TextConfig(encoder=encoder, tagger=tagger) if encoder or tagger else None
     return stats.canary_similarities(free, reps=a.representations, config=config)
 
 
@@ -644,7 +702,9 @@ def _segment_verdicts(
         sim = _similarities(free, settings)
         seg = analyze_pair(
             sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed,
-            min_controls=settings.analysis.min_controls, watermark=scheme,
+            min_controls=settings.analysis.min_controls,
+            audit_alpha=settings.analysis.control_audit_alpha,
+            exclude_flagged=settings.analysis.exclude_flagged_controls, watermark=scheme,
         )
         if not seg.channels:
             continue

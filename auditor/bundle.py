@@ -42,7 +42,7 @@ import json
 import re
 import shutil
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,15 +150,25 @@ def write_bundle(
     tsa_roots: list[x509.Certificate] | None = None,
     now: datetime | None = None,
     context: ReportContext | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> BundleResult:
-    """Builds, signs and (optionally) timestamps a bundle; records it in ``reports``."""
+    """Builds, signs and (optionally) timestamps a bundle; records it in ``reports``.
+
+    ``progress(stage, percent)``, when given, is told as each stage begins (the portal
+    shows it)."""
+    def step(stage: str, percent: int) -> None:
+        if progress is not None:
+            progress(stage, percent)
+
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise AuditorError(f"unknown report format(s) {bad}",
                            [Problem("--format takes a comma-separated list",
                                     fix="use html, pdf and/or json")])
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    step("selecting the verdict and its evidence", 5)
     ctx = context or build_context(session, settings, req, now=now)
+    step("writing evidence and manifest", 35)
     out = Path(out_dir) if out_dir is not None else settings.reports_path
     name = f"{req.suspect}-{now.strftime('%Y%m%dT%H%M%SZ')}"
     final = out / name
@@ -210,6 +220,7 @@ def write_bundle(
     files[MANIFEST_SIG] = sign(key, files[MANIFEST])
     ts_info: TimestampInfo | None = None
     if tsa_url:
+        step("timestamping the manifest", 45)
         tsr, ts_info, roots = request_timestamp(tsa_url, files[MANIFEST], tsa_roots,
                                                 settings.timestamp.timeout_seconds)
         files[TSR] = tsr
@@ -220,11 +231,13 @@ def write_bundle(
         "files": manifest["files"], "renderings": manifest["renderings"],
     }
     if "html" in formats or "pdf" in formats:
+        step("rendering the report", 55)
         html = render_html(ctx, bundle_info)
         if "html" in formats:
             files["report.html"] = html.encode("utf-8")
         if "pdf" in formats:
             files["report.pdf"] = render_pdf(html)
+    step("signing and writing the bundle", 90)
     files[SUMS] = _sums_text(files)
     files[SUMS_SIG] = sign(key, files[SUMS])
 

@@ -300,6 +300,14 @@ class Analysis(_Strict):
     # suspect's answers by which the monitoring alarm has spent half of its weight
     # (auditor.stats.monitor); read when a pair's monitor starts, kept in its state
     monitor_half_n: int = Field(default=96, ge=1)
+    # the control audit (free text): every control is tested against the others as if it
+    # were the suspect; one significant at this level is reported as a finding in the
+    # verdict and the report (auditor.stats.provenance.audit_controls)
+    control_audit_alpha: float = Field(default=0.01, gt=0, lt=1)
+    # also leave such controls out of the null (at most a quarter of the pool). Off by
+    # default: on the real-output benchmark it raised the FPR above alpha (BENCHMARKS.md,
+    # "Free text, round two")
+    exclude_flagged_controls: bool = False
 
     @field_validator("representations", mode="before")
     @classmethod
@@ -419,6 +427,35 @@ class Watermark(_Strict):
         return self
 
 
+class Oidc(_Strict):
+    """Single sign-on through an OpenID Connect provider (Authlib)."""
+
+    issuer: str  # discovery at {issuer}/.well-known/openid-configuration
+    client_id: str
+    client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    roles_claim: str = "auditor_role"  # a claim holding legal | analyst | admin
+    scope: str = "openid email profile"
+    label: str = "Sign in with single sign-on"
+
+
+class Web(_Strict):
+    """The legal portal (``auditor serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Secure cookies: "auto" when the request came over https (directly, or as a trusted
+    # proxy's X-Forwarded-Proto says), "always" or "never"
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-* headers are trusted
+    session_idle_minutes: float = Field(default=30.0, gt=0)
+    session_max_hours: float = Field(default=12.0, gt=0)
+    signin_max_failures: int = Field(default=5, ge=1)  # per account, in the window
+    signin_max_failures_per_address: int = Field(default=20, ge=1)
+    signin_window_minutes: float = Field(default=15.0, gt=0)
+    report_formats: list[str] = Field(default_factory=lambda: ["html", "pdf", "json"])
+    oidc: Oidc | None = None
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///var/auditor.db"
     canaries_dir: str = "canaries"
@@ -430,6 +467,7 @@ class Settings(_Strict):
     signing: Signing = Field(default_factory=Signing)
     timestamp: Timestamp = Field(default_factory=Timestamp)
     watermark: Watermark = Field(default_factory=Watermark)
+    web: Web = Field(default_factory=Web)
     endpoints: list[Endpoint] = Field(default_factory=list)
     shared_limits: dict[str, SharedLimit] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)

@@ -233,6 +233,17 @@ def _timeline(session: Session, verdict: Verdict, req: ReportRequest) -> list[Ti
     return pts
 
 
+def _monitor_horizon(session: Session, verdict: Verdict, settings: Settings) -> float:
+    """The answers by which the pair's monitor spends half its weight: its own, as its state
+    records it, or the configured one for a monitor not started yet."""
+    state = session.scalars(select(MonitorState.state).where(
+        MonitorState.suspect_id == verdict.suspect_id,
+        MonitorState.protected_id == verdict.protected_id)).first() or {}
+    half_n = state.get("half_n") if isinstance(state, dict) else None
+    return float(half_n) if isinstance(half_n, int | float) else \
+        float(settings.analysis.monitor_half_n)
+
+
 # ---------------------------------------------------------------- context, step by step
 
 
@@ -647,6 +658,7 @@ def build_context(
                            "unsealed": sum(1 for c in canaries if c["unsealed"]),
                            "public": sum(1 for c in canaries if c["public"])},
         "timeline_points": len(timeline),
+        "monitor_half_n": _monitor_horizon(session, verdict, settings),
         "redactions": {"answers": redacted, "mark": MARK},
     }
     return ReportContext(

@@ -60,3 +60,21 @@ def verdict_json(v: Verdict, names: dict[int, str]) -> dict[str, object]:
         "params": v.params, "code_version": v.code_version,
         "created_at": v.created_at.isoformat(),
     }
+
+
+def flagged_control_lines(verdicts: list[Verdict], names: dict[int, str]) -> list[str]:
+    """One line per (protected model, control) the control audit found significantly close
+    to the protected model, with its p-value, and whether it was left out of the null."""
+    seen: dict[tuple[str, str], str] = {}
+    for v in verdicts:
+        params = v.params or {}
+        flagged = params.get("flagged_controls") or {}
+        excluded = params.get("excluded_controls") or {}
+        prot = names[v.protected_id]
+        for c, p in sorted({**flagged, **excluded}.items()):
+            how = "left out of the null" if c in excluded else "kept in the null"
+            seen.setdefault((prot, c), (
+                f"control {c} is itself significantly close to {prot} "
+                f"(p = {_fmt(float(p))} against the other controls; {how}): "
+                "a finding to check, it may be derived from it"))
+    return [seen[k] for k in sorted(seen)]

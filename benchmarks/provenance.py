@@ -54,24 +54,26 @@ def endpoint_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", model)[:64]
 
 
-def _settings(cf: CasesFile, db_url: str) -> Settings:
+def _settings(cf: CasesFile, db_url: str, analysis: dict[str, object] | None = None) -> Settings:
     protected = set(cf.protected_models())
     endpoints = []
     for m in cf.models():
         role = "control" if m in cf.controls else "protected" if m in protected else "suspect"
         endpoints.append({"name": endpoint_name(m), "provider": "http", "model": m, "role": role,
                           "base_url": "http://127.0.0.1:9/v1"})
-    return Settings.model_validate({"database_url": db_url, "endpoints": endpoints})
+    return Settings.model_validate({"database_url": db_url, "endpoints": endpoints,
+                                    "analysis": analysis or {}})
 
 
 def run_budget(cf: CasesFile, data: Path, n: int, seed: int, workdir: Path,
-               alpha: float = 0.05) -> list[dict[str, object]]:
+               alpha: float = 0.05,
+               analysis: dict[str, object] | None = None) -> list[dict[str, object]]:
     """Scores every case and pseudo-suspect at one budget and seed; returns one row each."""
     models = cf.models()
     ids = draw_canaries(common_prompt_ids(models, data), n, seed)
     prompts = load_prompts(data)
     db = workdir / f"bench-{n}-{seed}.db"
-    settings = _settings(cf, f"sqlite:///{db}")
+    settings = _settings(cf, f"sqlite:///{db}", analysis)
     store = open_store(settings)
     try:
         with store.session() as s:
@@ -104,6 +106,8 @@ def run_budget(cf: CasesFile, data: Path, n: int, seed: int, workdir: Path,
                         "label": labels.get((p, x), 0), "pseudo": x in pseudo,
                         "p_value": v.p_value if v else 1.0,
                         "effect": v.effect if v else None,
+                        "flagged_controls": (v.params or {}).get("flagged_controls", {})
+                        if v else {},
                     })
                 s.rollback()  # the benchmark keeps no verdicts
         return rows
@@ -145,11 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--json", type=Path, help="write every case's p-value here")
+    ap.add_argument("--analysis", action="append", default=[], metavar="KEY=VALUE",
+                    help="an [analysis] setting for the run (repeatable), e.g. "
+                         "exclude_flagged_controls=true or representations=word,layout,style")
     ap.add_argument("--per-case", action="store_true",
                     help="after each budget, print every pair's median p over the seeds "
                          "(to standard error)")
     args = ap.parse_args(argv)
     cf = load_cases(args.cases)
+    analysis: dict[str, object] = {}
+    for kv in args.analysis:
+        key, _, value = kv.partition("=")
+        analysis[key.strip()] = value.strip()
     budgets = [int(x) for x in args.canaries.split(",") if x.strip()]
     all_rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="auditor-bench-") as tmp:
@@ -157,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             rows: list[dict[str, object]] = []
             for seed in range(args.seeds):
-                rows += run_budget(cf, args.data, n, seed, Path(tmp), args.alpha)
+                rows += run_budget(cf, args.data, n, seed, Path(tmp), args.alpha, analysis)
             m = summarise(rows, args.alpha)
             print(f"canaries={n} AUROC={m['auroc']:.3f} TPR@{args.alpha:g}={m['tpr']:.3f} "
                   f"FPR@{args.alpha:g}={m['fpr']:.3f} cases={len(rows) // args.seeds} "

@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from auditor.stats.provenance import DEFAULT_REPS, provenance_test
+from auditor.stats.provenance import DEFAULT_REPS, SCREEN_ALPHA, provenance_test
 from auditor.stats.similarity import canary_similarities
+from auditor.stats.text import TextConfig
 
 from .bench_data import (
     CasesFile,
@@ -34,7 +36,20 @@ from .bench_data import (
     score_pvalues,
 )
 
-__all__ = ["jobs", "run_budget", "main"]
+__all__ = ["jobs", "run_budget", "main", "memo_tagger"]
+
+_TAGS: dict[str, list[str]] = {}
+
+
+def memo_tagger(texts: Sequence[str]) -> list[list[str]]:
+    """``auditor.tagging``'s tagger, each distinct text tagged once per process (the same
+    answers come back at every budget and seed)."""
+    from auditor.tagging import tag_texts
+
+    todo = [t for t in dict.fromkeys(texts) if t not in _TAGS]
+    for t, tags in zip(todo, tag_texts(todo), strict=True):
+        _TAGS[t] = tags
+    return [_TAGS[t] for t in texts]
 
 
 def jobs(cf: CasesFile) -> list[tuple[str, str, list[str], int]]:
@@ -63,6 +78,7 @@ def run_budget(
     n_boot: int = 0,
     symmetric: bool = False,
     residual: bool = True,
+    screen_alpha: float | None = None,
 ) -> list[tuple[str, str, int, float, dict[str, float]]]:
     """(protected, suspect, label, p-value, per-representation p-values) for every job."""
     models = cf.models()
@@ -70,12 +86,13 @@ def run_budget(
     canaries = draw_canaries(ids, n, seed)
     outs = {m: load_outputs(m) for m in models}
     responses = {m: {c: [outs[m][c]] for c in canaries} for m in models}
-    sim = canary_similarities(responses, canaries, reps=reps)
+    config = TextConfig(tagger=memo_tagger) if "pos" in reps else None
+    sim = canary_similarities(responses, canaries, reps=reps, config=config)
     rows = []
     for p, s, ctrl, y in jobs(cf):
         r = provenance_test(
             sim, p, s, ctrl, reps=reps, seed=seed, n_boot=n_boot, symmetric=symmetric,
-            residual=residual,
+            residual=residual, screen_alpha=screen_alpha,
         )
         rows.append((p, s, y, r.p_value, r.channel_p_values))
     return rows
@@ -91,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--symmetric", action="store_true", help="exactly exchangeable composite")
     ap.add_argument("--no-residual", action="store_true",
                     help="leave the residual style correlation out of the composite")
+    ap.add_argument("--screen-alpha", type=float, default=0.0,
+                    help="leave out of the null the controls the audit finds significant at "
+                         f"this level (e.g. {SCREEN_ALPHA}; 0, the default: every control)")
     ap.add_argument("--per-case", action="store_true", help="print median p per job")
     ap.add_argument("--channels", action="store_true",
                     help="also score each representation alone: AUROC and the ceiling TPR "
@@ -105,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for seed in range(args.seeds):
             rows += run_budget(cf, n, seed, tuple(args.reps), symmetric=args.symmetric,
-                               residual=not args.no_residual)
+                               residual=not args.no_residual,
+                               screen_alpha=args.screen_alpha or None)
         y = np.array([r[2] for r in rows])
         m = score_pvalues(np.array([r[3] for r in rows]), y, args.alpha)
         print(

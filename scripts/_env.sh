@@ -25,6 +25,18 @@ if [ ${#MISSING[@]} -gt 0 ]; then
     echo "warning: PDF reports need: apt-get install ${MISSING[*]}" >&2
   fi
 fi
+# The portal's browser tests drive Debian's Chromium (Playwright never downloads one):
+# with the dev extras, install it when we are root; otherwise those tests skip, saying why.
+if [[ ",${EXTRAS:-}," == *",dev,"* ]] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium for the portal's browser tests (apt-get)..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+      >/dev/null 2>&1 \
+      || echo "warning: apt-get install chromium failed; the browser tests will skip" >&2
+  else
+    echo "warning: the portal's browser tests need: apt-get install chromium" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 STAMP=".venv/.installed-${EXTRAS:-base}"
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"

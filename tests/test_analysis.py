@@ -271,3 +271,66 @@ def test_auditor_analyze_names_the_channels_left_out(
     assert "Traceback" not in done.stdout + done.stderr
     assert "s vs p: choice left out: 2 controls with choice data" in " ".join(
         done.stdout.split())
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_a_control_derived_from_the_protected_model_is_reported_with_its_pvalue(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM], exclude: bool
+) -> None:
+    """Issue 14: the student serves as a control. The audit tests every control against the
+    others; the student is a finding in every verdict, with its own p-value, and is left
+    out of the null only when the configuration says so."""
+    from auditor.verdicts import flagged_control_lines
+
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    roles = {**ROLES, "student": "control"}
+    settings = settings_with(roles, analysis={"exclude_flagged_controls": exclude})
+    with store.session() as s:
+        sync_endpoints(s, settings)  # the student's role is now "control"
+        verdicts = analyze_all(s, settings)
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+    v = _verdicts(store)["indie-suspect"]
+    audit = v.channels["free_text"]["control_audit"]
+    assert set(audit) == set(CONTROLS) | {"student"}
+    assert v.params["flagged_controls"] == {"student": audit["student"]}
+    assert audit["student"] <= 0.01 < min(p for c, p in audit.items() if c != "student")
+    assert v.params["exclude_flagged_controls"] is exclude
+    assert v.params["excluded_controls"] == ({"student": audit["student"]} if exclude else {})
+    assert ("student" in v.channels["free_text"]["control_scores"]) is not exclude
+    lines = flagged_control_lines(verdicts, names)
+    assert len(lines) == 1 and lines[0].startswith("control student is itself significantly")
+    assert ("left out of the null" in lines[0]) is exclude
+
+
+def test_the_pos_representation_runs_through_the_store_with_the_shipped_tagger(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    settings = settings_with(ROLES, analysis={"representations": ["word", "layout", "pos"]})
+    with store.session() as s:
+        analyze_all(s, settings)
+    v = _verdicts(store)
+    assert "pos" in v["student"].channels["free_text"]["representations"]
+    assert v["student"].params["text_representations"] == ["word", "layout", "pos"]
+    assert v["student"].significant and not v["indie-suspect"].significant
+
+
+def test_auditor_analyze_prints_a_control_that_looks_derived(
+    store: Store, sqlite_url: str, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    import subprocess
+    import sys
+
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    roles = {**ROLES, "student": "control"}
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
+        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "model-{n}"\nrole = "{r}"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "control student is itself significantly close to protected (p = " in out
+    assert "kept in the null" in out

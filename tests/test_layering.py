@@ -19,6 +19,8 @@ FORBIDDEN = {
     "auditor.daemon": ("auditor.cli",),
     "auditor.report": ("auditor.cli", "auditor.daemon"),
     "auditor.analysis": ("auditor.cli", "auditor.daemon"),
+    "auditor.web": ("auditor.cli", "auditor.daemon", "auditor.demo", "auditor.probe",
+                    "auditor.scheduler"),
 }
 
 

@@ -12,7 +12,19 @@ import sys
 import typer
 from rich.markup import escape
 
-from auditor.cli import abandon, analyze, canaries, db, demo, ledger, probe, report, watermark
+from auditor.cli import (
+    abandon,
+    analyze,
+    canaries,
+    db,
+    demo,
+    ledger,
+    probe,
+    report,
+    users,
+    watermark,
+    web,
+)
 from auditor.cli import daemon as daemon_cli
 from auditor.cli._common import console, console_err, state
 from auditor.errors import AuditorError
@@ -53,6 +65,7 @@ def _root(
 
 app.add_typer(db.app, name="db")
 app.add_typer(canaries.app, name="canaries")
+app.add_typer(users.app, name="users")
 ledger.register(app)
 analyze.register(app)
 probe.register(app)
@@ -61,6 +74,7 @@ demo.register(app)
 daemon_cli.register(app)
 abandon.register(app)
 watermark.register(app)
+web.register(app)
 
 
 def main() -> None:

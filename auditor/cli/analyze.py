@@ -9,7 +9,7 @@ import typer
 from auditor.cli._common import console, open_session, settings
 from auditor.store import sync_endpoints
 from auditor.store.models import Endpoint
-from auditor.verdicts import verdict_json, verdict_table
+from auditor.verdicts import flagged_control_lines, verdict_json, verdict_table
 
 
 def analyze(
@@ -42,6 +42,8 @@ def analyze(
                       "`auditor probe --once`)")
         return
     console.print(verdict_table(verdicts, names, s.analysis.alpha))
+    for line in flagged_control_lines(verdicts, names):
+        console.print(line, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,7 @@ from .provenance import (
     DEFAULT_REPS,
     CanaryContribution,
     ProvenanceResult,
+    audit_controls,
     provenance_test,
     text_provenance,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "IdentityResult",
     "LogprobResult",
     "ProvenanceResult",
+    "audit_controls",
     "SimilarityTensor",
     "TextConfig",
     "WatermarkResult",

@@ -47,7 +47,9 @@ the old doubling looks) and smoother calibrators alarmed on fewer distilled mode
 the defaults, a p-value at or below 0.04 at every look alarms once the weight given out
 reaches 84 % (about the suspect's 118th response), one at or below 0.001 at 37 % (about
 the 90th) and one at or below 0.00001 at 1 % (about the 54th). A p-value that stays above
-0.04 never alarms. The state is a plain JSON-serialisable dict that records its own
+0.04 never alarms. When the suspect's first analysis already sees more than twice
+``n_half`` answers (a large registry probed in one cycle), nearly all the weight goes to
+that first look. The state is a plain JSON-serialisable dict that records its own
 parameters, so changing the defaults never changes a running monitor.
 """
 

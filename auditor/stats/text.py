@@ -19,6 +19,11 @@ Representations (``REPRESENTATIONS``):
   two answers is the length of their common opening (in words) over ``opening_n``.
   Students copy their teacher's stock openings ("Sure! Here are", "As an AI language
   model", "1.") far more than surface topic words.
+- ``pos``: part-of-speech 2-, 3- and 4-grams of the answer (the tags from
+  ``TextConfig.tagger``, a callable ``texts -> tag sequences`` that the caller supplies;
+  ``auditor.tagging`` makes one from the tagger TextBlob ships), sublinear TF-IDF. The
+  syntactic template of an answer: students reproduce their teacher's more than its
+  words (Wadhwa et al. 2025, "Who Taught You That?").
 - ``embedding``: dense sentence embeddings from ``TextConfig.encoder``, a callable
   ``texts -> (n, d) array`` that the caller supplies (``auditor.embeddings`` loads a
   local sentence-transformers model); rows scaled to unit norm. Optional: nothing here
@@ -44,12 +49,17 @@ __all__ = [
     "featurise",
     "opening_rows",
     "embedding_rows",
+    "pos_rows",
+    "pos_ngram_counts",
     "Encoder",
+    "Tagger",
 ]
 
-REPRESENTATIONS = ("word", "char", "layout", "style", "opening", "embedding")
+REPRESENTATIONS = ("word", "char", "layout", "style", "opening", "pos", "embedding")
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
+Tagger = Callable[[Sequence[str]], Sequence[Sequence[str]]]
+POS_N = (2, 3, 4)
 
 STYLE_FEATURES = (
     "log_chars",
@@ -102,7 +112,8 @@ class TextConfig:
 
     ``max_chars`` truncates each response before n-gram hashing (the opening carries most
     of the style and it bounds the cost per response); ``bits`` sets ``2**bits`` columns.
-    ``encoder`` embeds texts for the ``embedding`` representation (None: not available).
+    ``encoder`` embeds texts for the ``embedding`` representation (None: not available);
+    ``tagger`` tags them for ``pos`` (None: not available).
     """
 
     bits: int = 18
@@ -112,6 +123,7 @@ class TextConfig:
     opening_n: int = 5
     chunk_bytes: int = 1_000_000
     encoder: Encoder | None = None
+    tagger: Tagger | None = None
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -335,6 +347,8 @@ def featurise(
         return opening_rows(texts, config)
     if rep == "embedding":
         return embedding_rows(texts, config)
+    if rep == "pos":
+        return pos_rows(texts, config)
     return tfidf_normalise(ngram_counts(texts, rep, config))
 
 
@@ -369,3 +383,62 @@ def style_rows(f: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(z, axis=1, keepdims=True)
     n[n == 0] = 1.0
     return z / n
+
+
+def _tag_id(tag: str) -> np.uint64:
+    """A stable 64-bit id of a tag string (the same in every process)."""
+    h = 0
+    for b in tag.encode("utf-8"):
+        h = (h * 1_000_003 + b + 1) % 2**64
+    return _mix(np.asarray([h], dtype=np.uint64))[0] | np.uint64(1)  # never 0 (separator)
+
+
+def pos_ngram_counts(
+    tags: Sequence[Sequence[str]], config: TextConfig | None = None
+) -> sp.csr_matrix:
+    """Count matrix (texts x ``2**bits``) of hashed tag n-grams, n in ``POS_N``, within
+    each text's tag sequence."""
+    cfg = config or TextConfig()
+    ids: dict[str, np.uint64] = {}
+    seq: list[np.uint64] = []
+    rows: list[int] = []
+    for r, ts in enumerate(tags):
+        for t in ts:
+            if t not in ids:
+                ids[t] = _tag_id(t)
+            seq.append(ids[t])
+            rows.append(r)
+        seq.append(np.uint64(0))  # separator: no n-gram crosses two texts
+        rows.append(r)
+    buf = np.asarray(seq, dtype=np.uint64)
+    row = np.asarray(rows, dtype=np.int64)
+    hs, rs = [], []
+    for n in POS_N:
+        size = buf.size - n + 1
+        if size <= 0:
+            continue
+        h = np.full(size, np.uint64(n), dtype=np.uint64)
+        ok = np.ones(size, dtype=bool)
+        for k in range(n):
+            h = h * _B + buf[k : k + size]
+            ok &= buf[k : k + size] != 0
+        hs.append(_mix(h)[ok])
+        rs.append(row[:size][ok])
+    if not hs:
+        return sp.csr_matrix((len(tags), 1 << cfg.bits), dtype=np.float32)
+    return _to_csr(np.concatenate(hs), np.concatenate(rs), len(tags), cfg.bits)
+
+
+def pos_rows(texts: Sequence[str], config: TextConfig | None = None) -> sp.csr_matrix:
+    """Unit-norm TF-IDF rows of the ``pos`` representation: the part-of-speech n-grams of
+    ``config.tagger``'s tags of each text (truncated to ``max_chars``)."""
+    cfg = config or TextConfig()
+    if cfg.tagger is None:
+        raise ValueError(
+            "representation 'pos' needs a tagger: the analysis loads one (auditor.tagging), "
+            "or pass TextConfig(tagger=...)"
+        )
+    tags = cfg.tagger([t[: cfg.max_chars] for t in texts])
+    if len(tags) != len(texts):
+        raise ValueError(f"the tagger returned {len(tags)} tag sequences for {len(texts)} texts")
+    return tfidf_normalise(pos_ngram_counts(tags, cfg))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "Alert",
+    "ApiToken",
     "Attempt",
     "Base",
     "CanaryVersion",
+    "CustodyEntry",
+    "CustodyHead",
     "Cycle",
     "Endpoint",
     "Heartbeat",
@@ -18,8 +21,12 @@ __all__ = [
     "MonitorState",
     "RegistryCommit",
     "Report",
+    "ReportJob",
     "Response",
+    "SignInAttempt",
+    "User",
     "Verdict",
+    "WebSession",
     "utcnow",
 ]
 
@@ -314,3 +321,117 @@ class Heartbeat(Base):
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="running")
     info: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+# ---------------------------------------------------------------- the legal portal
+
+
+class User(Base):
+    """A local portal account (or one first seen through single sign-on: no password)."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # legal | analyst | admin
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id; None: SSO only
+    oidc_subject: Mapped[str | None] = mapped_column(String(300), unique=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime | None] = mapped_column()
+
+
+class WebSession(Base):
+    """A server-side session: the cookie holds a random token, the row only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class SignInAttempt(Base):
+    """One sign-in try: failures throttle further tries per account and per address."""
+
+    __tablename__ = "web_signin_attempts"
+    __table_args__ = (Index("ix_web_signin_attempts_username_at", "username", "at"),
+                      Index("ix_web_signin_attempts_address_at", "address", "at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token of the read-only JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "web_api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # legal | analyst
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("web_users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class CustodyEntry(Base):
+    """Who received or made which evidence, when, from where; chained like the ledger:
+    ``chain = sha256(prev_chain || sha256(canonical record))``."""
+
+    __tablename__ = "custody_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))  # generate | download | verify | export
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), index=True)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    record_hash: Mapped[str] = mapped_column(String(64))
+    prev_chain: Mapped[str] = mapped_column(String(64))
+    chain: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class CustodyHead(Base):
+    """The single row every custody append locks (as ``ledger_head`` for responses)."""
+
+    __tablename__ = "custody_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportJob(Base):
+    """A report the portal generates in the background, with its progress."""
+
+    __tablename__ = "report_jobs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    suspect: Mapped[str] = mapped_column(String(64))
+    protected: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(64))
+    runner: Mapped[str | None] = mapped_column(String(200))  # host:pid of the portal running it
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    stage: Mapped[str | None] = mapped_column(String(64))
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
+    error: Mapped[str | None] = mapped_column(Text)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

@@ -51,11 +51,20 @@ def test_two_workers_one_killed_midway_run_every_attempt_exactly_once(
             b = start(tmp_path, "worker", cfg, "worker-b", "--poll", "0.5")
             procs += [a, b]
             wait_for(lambda: status().get("ok", 0) >= 400, 90, 0.05, "work under way", [a, b])
-            a.signal(signal.SIGSTOP)  # frozen: its claims stay put while we count them
-            with store.session() as s:
-                held = int(s.scalar(select(func.count()).where(
-                    Attempt.status == "running",
-                    Attempt.claimed_by.like(f"%:{a.popen.pid}:%"))) or 0)
+
+            def freeze_holding() -> int:
+                """Freezes worker a at a moment it holds claims (under load it can be
+                between batches); its claims then stay put while we count them."""
+                a.signal(signal.SIGSTOP)
+                with store.session() as s:
+                    n = int(s.scalar(select(func.count()).where(
+                        Attempt.status == "running",
+                        Attempt.claimed_by.like(f"%:{a.popen.pid}:%"))) or 0)
+                if not n:
+                    a.signal(signal.SIGCONT)
+                return n
+
+            held = wait_for(freeze_holding, 60, 0.01, "worker a holding claims", [a, b])
             a.kill()  # SIGKILL: its claims are left "running", answers in memory are lost
             wait_for(lambda: status() == {"ok": 2000}, 120, 0.2, "every attempt done", [b])
             assert b.stop() == 0
