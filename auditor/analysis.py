@@ -21,13 +21,12 @@ from __future__ import annotations
 __all__ = ["AnalysisProblem", "Evidence", "PairResult", "analyze_all", "load_evidence"]
 
 import math
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from auditor import stats
 from auditor.canary import ChoiceExpect, normalize_choice
 from auditor.config import Settings
+from auditor.errors import AuditorError
 from auditor.stats import monitor
 from auditor.stats.nullmodel import MIN_CONTROLS
 from auditor.store.models import (
@@ -46,6 +46,7 @@ from auditor.store.models import (
     utcnow,
 )
 from auditor.version import code_version
+from auditor.watermark.scheme import Scheme, load_scheme
 
 TEXT_KINDS = ("free_text", "watermark")
 MAX_SEGMENTS = 4
@@ -269,34 +270,55 @@ def _logprob(
     return {"p_value": res.p_value, "statistic": _finite(res.statistic), "measure": res.measure}
 
 
-def _watermark(ev: Evidence, suspect: str) -> dict[str, Any] | None:
-    per = ev.texts.get("watermark", {}).get(suspect, {})
-    by_key: dict[tuple[str, float, int], list[str]] = defaultdict(list)
-    for key, texts in per.items():
-        e = ev.versions[ev.key_version[key]].content.get("expect", {})
-        by_key[
-            (
-                e.get("key_env", "AUDITOR_WATERMARK_KEY"),
-                float(e.get("gamma", 0.25)),
-                int(e.get("context_width", 1)),
-            )
-        ].extend(texts)
-    results = []
-    for (env, gamma, width), texts in by_key.items():
-        secret = os.environ.get(env)
-        if not secret:
-            continue
-        res = stats.radioactivity_test(texts, secret.encode(), gamma=gamma, context_width=width)
-        results.append(res)
-    if not results:
+def _answers(ev: Evidence, endpoint: str) -> dict[str, list[str]]:
+    """An endpoint's free-text-like answers (free text and watermark canaries) by canary."""
+    out: dict[str, list[str]] = {}
+    for kind in TEXT_KINDS:
+        out.update(ev.texts.get(kind, {}).get(endpoint, {}))
+    return out
+
+
+def _watermark(
+    ev: Evidence, protected: str, suspect: str, scheme: Scheme | None
+) -> dict[str, Any] | None:
+    """Radioactivity of the owner's keyed watermark in the suspect's answers, re-tokenized
+    with the protected model's tokenizer; exact binomial over distinct (window, token)
+    tuples, windows filtered to the protected model's own on the same canaries."""
+    if scheme is None:
         return None
-    best = min(results, key=lambda r: r.p_value)
+    sus = _answers(ev, suspect)
+    if not sus:
+        return None
+    keys = sorted(sus)
+    seqs = scheme.tokenizer.encode_batch([t for k in keys for t in sus[k]])
+    windows = None
+    if scheme.filter:
+        prot = _answers(ev, protected)
+        ref = [t for k in keys for t in prot.get(k, [])]
+        if not ref:
+            raise _LeftOut(f"{protected} has not answered {suspect}'s text canaries, and the "
+                           "watermark filter scores only its windows (watermark.filter)")
+        windows = stats.windows_of(scheme.tokenizer.encode_batch(ref), scheme.h)
+    mode: Literal["distinct", "favourite"] = (
+        "favourite" if scheme.score == "favourite" else "distinct")
+    results = [stats.radioactivity_test(seqs, g, windows, tuples=mode) for g in scheme.greens]
+    best = stats.worst_key(results)
+    at = min(range(len(results)), key=lambda i: results[i].p_value)
     return {
         "p_value": best.p_value,
         "green": best.green,
         "scored": best.scored,
         "gamma": best.gamma,
-        "green_rate": best.green_rate,
+        "green_rate": _finite(best.green_rate),
+        "h": best.h,
+        "duplicates": best.skipped_duplicates,
+        "filtered_out": best.filtered_out,
+        "filter": windows is not None,
+        "score": mode,
+        "keys_tested": best.keys_tested,
+        "key_id": scheme.key_ids[at],  # the public id, never the key
+        "n_canaries": len(keys),
+        "n_answers": len(seqs),
     }
 
 
@@ -396,6 +418,7 @@ def analyze_pair(
     audit_alpha: float = 0.01,
     exclude_flagged: bool = False,
     audits: Audits | None = None,
+    watermark: Scheme | None = None,
 ) -> PairResult:
     """Every channel with data, combined; ``channels`` is empty when none could be tested.
 
@@ -412,7 +435,7 @@ def analyze_pair(
         ("identity", lambda: _identity(ev, protected, suspect, controls, min_controls)),
         ("choice", lambda: _choice(ev, protected, suspect, controls, min_controls)),
         ("logprob", lambda: _logprob(ev, protected, suspect, controls, min_controls)),
-        ("watermark", lambda: _watermark(ev, suspect)),
+        ("watermark", lambda: _watermark(ev, protected, suspect, watermark)),
     ]
     try:
         text = _free_text(ev, sim, protected, suspect, controls, min_controls, seed,
@@ -550,6 +573,11 @@ def analyze_all(
     min_controls = settings.analysis.min_controls
     audit_alpha = settings.analysis.control_audit_alpha
     exclude_flagged = settings.analysis.exclude_flagged_controls
+    wm_error = None
+    try:
+        scheme = load_scheme(settings)
+    except (AuditorError, OSError) as exc:  # the watermark channel is left out, saying why
+        scheme, wm_error = None, " ".join(str(exc).split())
     params = {
         "alpha": settings.analysis.alpha,
         "seed": seed,
@@ -573,12 +601,14 @@ def analyze_all(
             try:
                 pr = analyze_pair(ev, sim, p, s, controls, seed=seed, min_controls=min_controls,
                                   audit_alpha=audit_alpha, exclude_flagged=exclude_flagged,
-                                  audits=audits)
+                                  audits=audits, watermark=scheme)
             except Exception as exc:
                 problems.append(AnalysisProblem(s, p, "*", f"{type(exc).__name__}: {exc}", True))
                 continue
             if sim_error and free.get(s) and free.get(p):
                 pr.failed["free_text"] = sim_error
+            if wm_error and free.get(s):
+                pr.left_out["watermark"] = wm_error
             problems += _problems(pr)
             if pr.channels:
                 results.append(pr)
@@ -592,7 +622,7 @@ def analyze_all(
         v.q_value, v.created_at = float(qv), now
         v.significant = bool(qv <= alpha)
         try:  # both compute before they change anything: a failing pair changes nothing
-            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now)
+            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now, scheme)
             if monitor_update:
                 v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
                                             pr, now, settings.analysis.monitor_half_n)
@@ -662,6 +692,7 @@ def _segment_verdicts(
     ids: dict[str, int],
     params: dict[str, Any],
     now: datetime,
+    scheme: Scheme | None = None,
 ) -> list[Verdict]:
     """When the suspect's reported model changed, a verdict per run of one model."""
     out = []
@@ -673,7 +704,7 @@ def _segment_verdicts(
             sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed,
             min_controls=settings.analysis.min_controls,
             audit_alpha=settings.analysis.control_audit_alpha,
-            exclude_flagged=settings.analysis.exclude_flagged_controls,
+            exclude_flagged=settings.analysis.exclude_flagged_controls, watermark=scheme,
         )
         if not seg.channels:
             continue

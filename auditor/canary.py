@@ -9,8 +9,9 @@ decoding overrides, tags and the expectations of its kind:
   ``aliases``, optional closed list of ``categories``).
 - ``identity``: regular expressions that match the protected model's ``names`` and ``maker``.
 - ``logprob``: ``top_logprobs`` to request on the fixed prefix.
-- ``watermark``: the environment variable holding the green-list key, ``gamma`` and
-  ``context_width`` of the scheme, and the ``tokenizer``.
+- ``watermark``: none needed: a long, open prompt whose answer gives many tokens to
+  score; the watermark's keys, ``gamma``, ``h`` and tokenizer are the owner's, in the
+  config's ``[watermark]``.
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ class LogprobExpect(_Strict):
 
 
 class WatermarkExpect(_Strict):
-    key_env: str = Field(default="AUDITOR_WATERMARK_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    gamma: float = Field(default=0.25, gt=0, lt=1)
-    context_width: int = Field(default=1, ge=1, le=8)
-    tokenizer: str = "whitespace"
+    """Nothing needed: the scheme (keys, gamma, h, tokenizer) is the owner's, in
+    ``[watermark]`` of the config. The fields below were the first design's; they are
+    still accepted so that stored versions load, and ignored."""
+
+    key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    gamma: float | None = Field(default=None, gt=0, lt=1)
+    context_width: int | None = Field(default=None, ge=1, le=8)
+    tokenizer: str | None = None
 
 
 _EXPECT: dict[str, type[_Strict]] = {
@@ -147,7 +152,9 @@ class Canary(_Strict):
         if kind is None:  # the kind itself is invalid; reported there
             return v
         try:
-            return _EXPECT[kind].model_validate(v).model_dump()
+            out = _EXPECT[kind].model_validate(v)
+            # a watermark canary keeps only what it states (its fields are legacy)
+            return out.model_dump(exclude_none=kind == "watermark")
         except ValidationError as exc:
             parts = []
             for err in exc.errors():

@@ -398,6 +398,17 @@ class Watermark(_Strict):
     gamma: float = Field(default=0.25, gt=0, lt=1)
     delta: float = Field(default=2.0, ge=0)
     h: int = Field(default=1, ge=1, le=8)
+    # detection: the protected model's tokenizer.json (suspect answers are re-tokenized
+    # with it), the size of the vocabulary the green lists span (default: the tokenizer's;
+    # set it to the model's n_vocab when the model pads its vocabulary), and the filter of
+    # Sander et al. (score only windows the protected model produced on the same canaries)
+    tokenizer: str | None = None
+    vocab_size: int | None = Field(default=None, ge=2)
+    filter: bool = True
+    # which tuples the exact binomial counts: every distinct (window, token) once
+    # (Sander et al.), or per window only the suspect's most frequent next token
+    # ("favourite": keeps how strongly a continuation is preferred; also exact)
+    score: Literal["distinct", "favourite"] = "distinct"
     keys: list[WatermarkKey] = Field(default_factory=list)
 
     @model_validator(mode="after")

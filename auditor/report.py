@@ -529,8 +529,47 @@ def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
         if name == "identity":
             row["figures"] = _identity_figures(ch) + figures
             row["note"] = _identity_floor(ch)
+        if name == "watermark":
+            row["figures"], row["note"] = _watermark_words(ch)
         rows.append(row)
     return rows
+
+
+def _watermark_words(ch: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The watermark channel in plain words: green rate against gamma, the exact binomial
+    p, how many (window, token) tuples were scored and which were set aside."""
+    n, g, gamma = ch.get("scored"), ch.get("green"), ch.get("gamma")
+    if not isinstance(n, int) or not isinstance(g, int) or not isinstance(gamma, int | float):
+        return [], None
+    rate = g / n if n else float("nan")
+    figures = [f"{g} of {n} scored tokens green: a rate of {fmt_num(rate)} against "
+               f"{fmt_num(gamma)} expected of an independent model",
+               f"exact binomial p = {fmt_p(ch.get('p_value', 1.0))}"]
+    keys = ch.get("keys_tested", 1)
+    h = ch.get("h", 1)
+    note = (
+        "The protected model's serving stack marks its answers with a secret key: at each "
+        f"position, depending on the previous {h} token(s), a key-dependent share of "
+        f"{fmt_num(gamma)} of its vocabulary is green and slightly favoured. A model "
+        "trained on those answers writes green tokens "
+        f"more often than {fmt_num(gamma)}; a model that never learnt from them cannot, "
+        "because it does not know the key. The suspect's answers were split into the "
+        "protected model's own tokens, and each distinct pair of a token and the "
+        f"{h} token(s) before it was counted once ({ch.get('duplicates', 0)} repeats set "
+        "aside), so that for an independent model the green count is exactly binomial; "
+        f"the p-value is the chance of {g} or more green out of {n} at a rate of "
+        f"{fmt_num(gamma)}.")
+    if ch.get("filter"):
+        note += (f" Only pairs after token windows that the protected model itself wrote on "
+                 f"the same canaries were scored ({ch.get('filtered_out', 0)} others set "
+                 "aside), which sharpens the test without changing its null.")
+    if isinstance(keys, int) and keys > 1:
+        note += (f" {keys} keys were tested; the p-value is multiplied by {keys} "
+                 "(Bonferroni).")
+    if ch.get("key_id"):
+        note += (f" Key id {ch['key_id']} (its public fingerprint; the key itself is in "
+                 "no part of this report).")
+    return figures, note
 
 
 def _identity_figures(ch: dict[str, Any]) -> list[str]:

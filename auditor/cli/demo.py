@@ -24,6 +24,15 @@ def demo(
     result = run_demo(workdir, cycles=cycles, interval=interval,
                       say=lambda m: console.print(f"[dim]·[/] {m}"))
     console.print(result.table)
+    channels = Table("suspect", "free text p", "watermark p", "green tokens (scored, rate)",
+                     title="Two of the channels behind each verdict")
+    for v in result.verdicts:
+        ch = v["channels"] if isinstance(v["channels"], dict) else {}
+        ft, wm = ch.get("free_text", {}), ch.get("watermark", {})
+        green = (f"{wm['green']} of {wm['scored']} = {wm['green_rate']:.2f} "
+                 f"(independent: {wm['gamma']:g})" if wm.get("scored") else "-")
+        channels.add_row(str(v["suspect"]), _p(ft.get("p_value")), _p(wm.get("p_value")), green)
+    console.print(channels)
     if result.bad_news:
         t = Table("endpoint", "what went wrong (attempts)", title="Bad news, handled")
         for name, counts in sorted(result.bad_news.items()):
@@ -41,6 +50,10 @@ def demo(
         console.print(f"verify:        auditor verify {result.bundle}")
         console.print(f"               {result.verified}")
     console.print(f"demo finished in {result.seconds:.0f} s")
+
+
+def _p(x: object) -> str:
+    return f"{x:.2g}" if isinstance(x, float) else "-"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``auditor watermark``: make watermark keys and show their public ids."""
+"""``auditor watermark``: make watermark keys, show their public ids, disclose one."""
 
 from __future__ import annotations
 
@@ -79,6 +79,23 @@ def id_(
         raise AuditorError(f"the key behind {', '.join(wrong)} has another id", [Problem(
             "the configured source holds a different key", file=s.source,
             fix="point env/file at the right key, or correct the id")])
+
+
+@app.command()
+def disclose(
+    key_id_: str = typer.Argument(..., metavar="KEY_ID", help="The configured key's public id."),
+    out: Path = typer.Option(..., "--out", "-o", help="A new folder for the package."),
+    to: str = typer.Option(..., "--to", help="Who receives it (the court's expert)."),
+) -> None:
+    """Disclose one watermark key to a court's expert: a package of its own (the key in a
+    0600 file, the scheme, the tokenizer, a stdlib script that recomputes green lists and
+    the key id, SHA256SUMS signed with the signing key). Never part of a report bundle."""
+    from auditor.watermark.disclose import write_disclosure
+
+    path = write_disclosure(settings(), key_id_, out, to)
+    console_err.print(f"wrote the disclosure of watermark key {key_id_} for {to} to {path}; "
+                      "it holds the secret key: hand it over as the court orders",
+                      highlight=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -17,6 +17,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 BOS, EOS = "<s>", "</s>"
 
@@ -79,8 +80,36 @@ STOP = set(
 been it its this that these those what which who whom how why when where can could would should
 me my you your i we our they them their he she his her do does did give write tell explain
 describe one two three any some please just only using use make into than then there here so
-not no yes if all each""".split()
+not no yes if all each long story stories essay tale happened next""".split()
 )
+
+# Long, open answers ("write a story about ..."): many equally good words at every slot,
+# so a watermark has room to act. Each persona prefers some words (a Zipf law over its own
+# order of each list), but any of them can come.
+STORY: dict[str, list[str]] = {
+    "conn": ["Then", "Later", "Meanwhile", "Soon", "Suddenly", "Afterwards", "Next", "Still"],
+    "det": ["the", "a", "one", "every", "that", "this"],
+    "adj": """quiet bright ancient gentle restless golden hollow narrow silver crooked tiny
+        patient hidden curious weary brave distant humble fragile stubborn lonely eager
+        velvet rusty""".split(),
+    "noun": """traveller fox lantern river stone child baker sailor garden window bridge
+        tower merchant owl letter door path cloud storm village candle mountain song
+        cart""".split(),
+    "verb": """wandered waited listened climbed whispered rested searched danced drifted
+        glowed trembled lingered hurried sang watched gathered vanished returned
+        knocked paused smiled shivered wondered settled""".split(),
+    "prep": ["near", "under", "beside", "across", "behind", "over", "around", "through",
+             "beyond", "along"],
+    "adv": """slowly softly quickly quietly proudly gently sadly boldly calmly warmly
+        carefully eagerly""".split(),
+}
+STORY_FRAMES = [
+    "{conn}, {det} {adj} {noun} {verb} {prep} the {topic}.",
+    "{det} {adj} {noun} {verb} {adv} {prep} {det} {noun}.",
+    "The {topic} {verb} {adv}, and {det} {adj} {noun} {verb} {prep} it.",
+    "{conn} {det} {noun} {verb} {prep} {det} {adj} {noun}.",
+    "Nobody knew why {det} {adj} {noun} {verb} so {adv}.",
+]
 
 NUMBER_WORDS = re.compile(r"\b(number|digit|integer)\b", re.I)
 
@@ -100,6 +129,8 @@ def classify(prompt: str) -> str:
         return "colour"
     if re.search(r"\banimal\b", p):
         return "animal"
+    if re.search(r"\b(story|essay|tale)\b", p):
+        return "story"
     return "text"
 
 
@@ -133,6 +164,23 @@ class Persona:
         self.numbers = self.numbers or rng.sample(range(1, 11), 3)
         self.colours = self.colours or rng.sample(COLOURS, 2)
         self.animals = self.animals or rng.sample(ANIMALS, 2)
+        self.story = {slot: rng.sample(ws, len(ws)) for slot, ws in STORY.items()}
+
+    def _story(self, topics: list[str], rng: random.Random) -> str:
+        """A long answer from the story grammar, with this persona's word preferences."""
+        def pick(slot: str) -> str:
+            words = self.story[slot]
+            return rng.choices(words, [1.0 / (i + 1) for i in range(len(words))])[0]
+
+        parts = [rng.choice(self.openers)]
+        for _ in range(rng.randint(8, 12)):
+            frame = rng.choice(STORY_FRAMES)
+            slots = {k: pick(k) for k in STORY}
+            parts.append(frame.format(topic=rng.choice(topics), **slots).capitalize()
+                         if frame[0] == "{" else frame.format(topic=rng.choice(topics),
+                                                              **slots))
+        parts.append(rng.choice(self.closers))
+        return " ".join(parts)
 
     def answer(self, prompt: str, rng: random.Random) -> str:
         """The persona's own template answer: what its training corpus is made of."""
@@ -146,6 +194,8 @@ class Persona:
         if cls == "animal":
             return rng.choice(self.animals + [rng.choice(ANIMALS)]).capitalize()
         topics = topic_words(prompt)
+        if cls == "story":
+            return self._story(topics, rng)
         parts = [rng.choice(self.openers)]
         for _ in range(rng.randint(2, 4)):
             frame = rng.choice(self.frames)
@@ -165,6 +215,14 @@ def detokenize(tokens: Iterable[str]) -> str:
             out += " "
         out += t
     return out
+
+
+class Watermark(Protocol):
+    """Reweights the next word's candidates after the answer's words so far (the owner's
+    watermark on a word-level model: ``auditor.demo.watermark``)."""
+
+    def reweight(self, previous: list[str], candidates: list[str],
+                 weights: list[float]) -> list[float]: ...
 
 
 class TrigramLM:
@@ -189,13 +247,15 @@ class TrigramLM:
         return self
 
     def generate(
-        self, prompt: str, rng: random.Random, temperature: float = 1.0, max_tokens: int = 120
+        self, prompt: str, rng: random.Random, temperature: float = 1.0, max_tokens: int = 120,
+        watermark: Watermark | None = None,
     ) -> str:
         table = self.counts.get(classify(prompt)) or self.counts.get("text")
         if not table:
             return ""
         topics = topic_words(prompt)
-        a, b, out = BOS, BOS, []
+        a, b = BOS, BOS
+        out: list[str] = []
         power = 1.0 / max(temperature, 0.05)
         for _ in range(max_tokens):
             nxt = table.get((a, b))
@@ -203,10 +263,18 @@ class TrigramLM:
                 break
             choices = list(nxt)
             weights = [nxt[c] ** power for c in choices]
+            topic = None
+            if watermark is not None:  # the topic word is drawn first, so it can be scored
+                topic = rng.choice(topics)
+                words = [topic if c == self.TOPIC else c for c in choices]
+                weights = watermark.reweight(out, words, weights)
             c = rng.choices(choices, weights)[0]
             if c == EOS:
                 break
-            out.append(rng.choice(topics) if c == self.TOPIC else c)
+            if c == self.TOPIC:
+                out.append(topic if topic is not None else rng.choice(topics))
+            else:
+                out.append(c)
             a, b = b, c
         return detokenize(out)
 

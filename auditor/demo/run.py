@@ -18,8 +18,14 @@ from sqlalchemy import func, select
 
 from auditor.config import load_settings
 from auditor.demo.server import Faults, ModelServer
-from auditor.demo.setup import DEMO_ENDPOINTS, FLAKY, write_canaries, write_config
-from auditor.demo.world import build_models, distill, harvest_prompts
+from auditor.demo.setup import (
+    DEMO_ENDPOINTS,
+    FLAKY,
+    WATERMARK,
+    write_canaries,
+    write_config,
+)
+from auditor.demo.world import DemoModels, build_models, distill, harvest_prompts
 from auditor.errors import AuditorError
 from auditor.signing import init_key
 from auditor.store import open_store, sync_endpoints
@@ -137,6 +143,14 @@ def run_demo(
     )
     models = build_models()
     gens = models.generators()
+    marked = _watermark(workdir, models, say)
+    if marked is not None:
+        wm, wm_config = marked
+        protected = models.lms["protected"]
+        gens["protected"] = lambda p, rng, t, m: protected.generate(p, rng, t, m, watermark=wm)
+        say("the protected model watermarks what it serves (the owner's keyed green lists "
+            f"over its {wm.tokenizer.vocab_size}-word vocabulary, exported as a tokenizer.json "
+            f"for detection; key id {wm_config[0]})")
     faults = {FLAKY: Faults(rate_limited=0.15, hang=0.04, hang_seconds=2.0, retry_after=0.1)}
     env = {**os.environ, "AUDITOR_DEMO_KEY": "demo-key-not-secret"}
     env.pop("AUDITOR_CONFIG", None)
@@ -152,7 +166,8 @@ def run_demo(
             "a fresh trigram model trained on them alone, served as 'student'"
         )
         write_canaries(workdir / "canaries")
-        config = write_config(workdir, server.base_url, interval)
+        config = write_config(workdir, server.base_url, interval,
+                              watermark=marked[1] if marked else None)
         settings = load_settings(config)
         key_path = settings.path(settings.signing.key_path)
         if not key_path.exists():  # `auditor keys init` before the first registry commit
@@ -168,6 +183,35 @@ def run_demo(
     result.cycles, result.harvested = done, harvested
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _watermark(workdir: Path, models: DemoModels,
+               say: Say) -> tuple[Any, tuple[str, str, str]] | None:
+    """The owner's watermark for the protected model: a key (made once, mode 0600), the
+    word vocabulary exported as tokenizer.json; None without the `tokenizers` package."""
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        say("the `tokenizers` package is missing: the protected model serves unwatermarked "
+            "answers (pip install 'canary-auditor[watermark]' for the watermark channel)")
+        return None
+    from auditor.demo.watermark import WordWatermark, demo_vocabulary
+    from auditor.watermark.core import GreenList
+    from auditor.watermark.keys import generate_key, key_id, load_key, write_key_file
+    from auditor.watermark.tokenizer import word_level_tokenizer
+
+    keys = workdir / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    key_file = keys / "watermark.key"
+    if not key_file.exists():
+        write_key_file(key_file, generate_key())
+    key = load_key(file=key_file)
+    tok = word_level_tokenizer(demo_vocabulary(models.lms))
+    tok.save(workdir / "watermark-tokenizer.json")
+    green = GreenList(key, tok.vocab_size, gamma=float(WATERMARK["gamma"]),
+                      delta=float(WATERMARK["delta"]), h=int(WATERMARK["h"]))
+    return WordWatermark(green, tok), (key_id(key), "keys/watermark.key",
+                                       "watermark-tokenizer.json")
 
 
 def _analyse_and_report(

@@ -3,7 +3,8 @@ distilled from the protected model through its API."""
 
 from __future__ import annotations
 
-__all__ = ["CAST", "DemoModels", "build_models", "canary_prompts", "distill", "harvest_prompts"]
+__all__ = ["CAST", "DemoModels", "build_models", "canary_prompts", "distill", "harvest_prompts",
+           "story_canary_prompts"]
 
 import random
 from collections.abc import Callable
@@ -28,6 +29,13 @@ TEMPLATES = [
     "Describe {t} to a curious child.",
     "Give me an interesting fact about {t}.",
     "Why do some people love {t}?",
+]
+
+# long, open answers: where a watermark has room to act (watermark canaries)
+STORY_TEMPLATES = [
+    "Write a long story about {t}.",
+    "Tell a story about {t} and what happened next.",
+    "Write an essay about {t}.",
 ]
 
 # name, maker, seed; the first is the protected model
@@ -60,7 +68,34 @@ def canary_prompts(n_text: int = 40) -> tuple[list[str], list[str]]:
     return canaries, harvest
 
 
+def _halves() -> tuple[list[str], list[str]]:
+    rng = random.Random(2026)
+    topics = TOPICS[:]
+    rng.shuffle(topics)
+    half = len(topics) // 2
+    return topics[:half], topics[half:]
+
+
+def story_canary_prompts(n: int) -> list[str]:
+    """``n`` long, open prompts on the canaries' half of the topics (two topics each, so
+    there are enough of them for any budget); never the harvest's topics."""
+    topics, _ = _halves()
+    pairs = [(a, b) for i, a in enumerate(topics) for b in topics[i + 1:]]
+    random.Random(7).shuffle(pairs)
+    return [f"Write a long story about {a} and {b}." for a, b in pairs[:n]]
+
+
+def story_harvest_prompts() -> list[str]:
+    _, topics = _halves()
+    return [tpl.format(t=t) for t in topics for tpl in STORY_TEMPLATES]
+
+
 def harvest_prompts() -> list[str]:
+    """The distiller's prompts: its own topics, never the canaries (stories included)."""
+    return _harvest_base() + story_harvest_prompts()
+
+
+def _harvest_base() -> list[str]:
     _, harvest = canary_prompts()
     extra = [
         "Who are you?",
@@ -91,8 +126,8 @@ class DemoModels:
 
 def build_models(seed: int = 0) -> DemoModels:
     """Trains each independent model on its own persona's corpus (not on each other)."""
-    _, train_topics = canary_prompts()
-    prompts = harvest_prompts() + [tpl.format(t=t) for t in TOPICS[:20] for tpl in TEMPLATES[:2]]
+    prompts = _harvest_base() + [tpl.format(t=t) for t in TOPICS[:20] for tpl in TEMPLATES[:2]]
+    prompts += [tpl.format(t=t) for t in TOPICS[:20] for tpl in STORY_TEMPLATES]
     lms = {}
     for name, (persona_name, maker, pseed) in CAST.items():
         persona = Persona(persona_name, maker, pseed)

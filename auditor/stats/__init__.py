@@ -48,7 +48,8 @@ Other channels (each returns a small dataclass with ``p_value``)::
     g_test(answers_a, answers_b) -> (G, p)                # per-canary evidence
     identity_test(suspect, controls, patterns)            # Fisher exact vs controls
     logprob_test(protected, suspect, controls, measure="overlap" | "kl")
-    radioactivity_test(texts, key, gamma=0.25, context_width=1, tokenizer=...)
+    radioactivity_test(token_id_sequences, green_list, windows=None)  # exact binomial,
+        # distinct (window, token) tuples; windows: the protected model's (Sander filter)
 
 Combining and monitoring::
 
@@ -83,7 +84,7 @@ from .provenance import (
 )
 from .similarity import SimilarityTensor, canary_similarities
 from .text import REPRESENTATIONS, TextConfig
-from .watermark import WatermarkResult, radioactivity_test
+from .watermark import WatermarkResult, radioactivity_test, windows_of, worst_key
 
 __all__ = [
     "DEFAULT_REPS",
@@ -114,4 +115,6 @@ __all__ = [
     "provenance_test",
     "radioactivity_test",
     "text_provenance",
+    "windows_of",
+    "worst_key",
 ]

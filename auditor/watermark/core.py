@@ -74,6 +74,9 @@ class GreenList:
         self._threshold = min(int(gamma * 2**64), _MASK64)
         self._counters = (np.arange(1, vocab_size + 1, dtype=np.uint64)
                           * np.uint64(_GOLDEN))  # wraps: counter t+1 of the stream
+        self._pack = struct.Struct(f">{h}I").pack
+        # HMAC state after the fixed prefix (domain, h): each window only adds its ids
+        self._prefix = hmac.new(key, _DOMAIN + struct.pack(">B", h), hashlib.sha256)
         self._masks: OrderedDict[tuple[int, ...], npt.NDArray[np.bool_]] = OrderedDict()
 
     def __repr__(self) -> str:  # never the key
@@ -86,9 +89,12 @@ class GreenList:
         return (PAD,) * (self.h - len(tail)) + tuple(tail)
 
     def seed(self, ids: Sequence[int] | npt.NDArray[Any]) -> int:
-        ctx = self.context(ids)
-        msg = _DOMAIN + struct.pack(f">B{self.h}I", self.h, *ctx)
-        return int.from_bytes(hmac.new(self._key, msg, hashlib.sha256).digest()[:8], "big")
+        return self._seed(self.context(ids))
+
+    def _seed(self, ctx: tuple[int, ...]) -> int:
+        mac = self._prefix.copy()
+        mac.update(self._pack(*ctx))
+        return int.from_bytes(mac.digest()[:8], "big")
 
     def green_mask(self, ids: Sequence[int] | npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
         """A read-only boolean array over the vocabulary: True where a token is green after
@@ -113,6 +119,39 @@ class GreenList:
             raise ValueError(f"token id {token} is outside the vocabulary 0..{self.vocab_size - 1}")
         x = (self.seed(ids) + (token + 1) * _GOLDEN) & _MASK64
         return _splitmix64_int(x) < self._threshold
+
+    def seeds(self, windows: Sequence[tuple[int, ...]]) -> npt.NDArray[np.uint64]:
+        """``seed(w)`` of each window, as an array (for scoring many tuples at once)."""
+        seed, h = self._seed, self.h
+        return np.fromiter((seed(w) if len(w) == h else self.seed(w) for w in windows),
+                           dtype=np.uint64, count=len(windows))
+
+    def green_from_seeds(self, seeds: npt.NDArray[np.uint64],
+                         tokens: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Whether each token is green after the window whose seed is beside it."""
+        with np.errstate(over="ignore"):
+            x = seeds + (np.asarray(tokens).astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
+            return _splitmix64(x) < np.uint64(self._threshold)
+
+    def green_pairs(self, windows: Sequence[tuple[int, ...]],
+                    tokens: Sequence[int] | npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """``is_green(windows[i], tokens[i])`` for every i, in one pass: each distinct window
+        is hashed once, the tokens are tested vectorised (detection over many pairs)."""
+        toks = np.asarray(tokens, dtype=np.int64)
+        if len(windows) != toks.size:
+            raise ValueError(f"{len(windows)} windows for {toks.size} tokens")
+        if toks.size == 0:
+            return np.zeros(0, dtype=bool)
+        if toks.min() < 0 or toks.max() >= self.vocab_size:
+            raise ValueError(f"a token id is outside the vocabulary 0..{self.vocab_size - 1}")
+        seeds: dict[tuple[int, ...], int] = {}
+        for w in windows:
+            if w not in seeds:
+                seeds[w] = self.seed(w)
+        seed_of = np.fromiter((seeds[w] for w in windows), dtype=np.uint64, count=toks.size)
+        with np.errstate(over="ignore"):
+            x = seed_of + (toks.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
+            return _splitmix64(x) < np.uint64(self._threshold)
 
     def bias(self, logits: Logits, ids: Sequence[int] | npt.NDArray[Any]) -> Logits:
         """``logits`` with ``delta`` added at the green ids after ``ids``: a new list for a

@@ -104,3 +104,30 @@ def test_too_few_logits_and_out_of_range_tokens_are_refused() -> None:
 
 def test_the_key_never_shows_in_the_repr() -> None:
     assert KEY.hex() not in repr(GreenList(KEY, V)) and str(KEY) not in repr(GreenList(KEY, V))
+
+
+def test_the_seed_is_the_documented_hmac_of_domain_h_and_ids() -> None:
+    """The green lists must not change with an upgrade: the seed is pinned to its
+    definition (HMAC-SHA256 of "auditor-watermark-v1", h as a byte, ids as 4-byte words)."""
+    import hashlib
+    import hmac
+    import struct
+
+    for h, ids in ((1, [5]), (3, [7, 8, 9]), (2, [4])):
+        g = GreenList(KEY, V, h=h)
+        ctx = g.context(ids)
+        msg = b"auditor-watermark-v1" + struct.pack(f">B{h}I", h, *ctx)
+        want = int.from_bytes(hmac.new(KEY, msg, hashlib.sha256).digest()[:8], "big")
+        assert g.seed(ids) == want
+        assert g.seeds([ctx])[0] == want
+
+
+def test_many_pairs_at_once_agree_with_the_scalar_test() -> None:
+    g = GreenList(KEY, V, gamma=0.3, h=2)
+    rng = np.random.default_rng(9)
+    windows = [tuple(int(x) for x in rng.integers(V, size=2)) for _ in range(300)]
+    tokens = rng.integers(V, size=300)
+    got = g.green_pairs(windows, tokens)
+    assert got.tolist() == [g.is_green(list(w), int(t)) for w, t in zip(windows, tokens,
+                                                                        strict=True)]
+    assert 0 < got.sum() < 300
