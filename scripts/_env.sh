@@ -13,9 +13,12 @@ fi
 # what is missing from Debian when we are root; otherwise say what to install.
 MISSING=()
 LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
-"$LDCONFIG" -p 2>/dev/null | grep -q libpango-1.0 || MISSING+=(libpango-1.0-0 libpangoft2-1.0-0)
-{ command -v fc-list >/dev/null && fc-list 2>/dev/null | grep -qi "Liberation Serif"; } \
-  || MISSING+=(fonts-liberation)
+# (each listing is read whole before grep looks at it: with pipefail, `grep -q` closing
+# the pipe early made the check fail now and then, and apt-get ran for nothing)
+LIBS="$("$LDCONFIG" -p 2>/dev/null || true)"
+grep -q libpango-1.0 <<<"$LIBS" || MISSING+=(libpango-1.0-0 libpangoft2-1.0-0)
+FONTS="$(fc-list 2>/dev/null || true)"
+grep -qi "Liberation Serif" <<<"$FONTS" || MISSING+=(fonts-liberation)
 if [ ${#MISSING[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${MISSING[*]} for PDF reports (apt-get)..." >&2
