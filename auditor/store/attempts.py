@@ -25,6 +25,7 @@ __all__ = [
     "claim",
     "finish_cycle",
     "finish_if_done",
+    "pid_alive",
     "plan_cycle",
     "reap_dead_claims",
     "record",
@@ -227,7 +228,8 @@ def renew(session: Session, worker: str, lease_seconds: float) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -251,7 +253,7 @@ def reap_dead_claims(session: Session, cycle_id: int | None = None) -> int:
         if not claimer:
             continue
         h, _, rest = claimer.rpartition(":")[0].rpartition(":")
-        if h == host and rest.isdigit() and int(rest) != os.getpid() and not _pid_alive(
+        if h == host and rest.isdigit() and int(rest) != os.getpid() and not pid_alive(
                 int(rest)):
             dead.append(claimer)
     if not dead:

@@ -22,6 +22,7 @@ from auditor.errors import AuditorError
 from auditor.report import ReportRequest
 from auditor.signing import load_private_key
 from auditor.store import Store, custody
+from auditor.store.attempts import pid_alive
 from auditor.store.models import ReportJob, utcnow
 from auditor.timestamp import read_roots
 
@@ -102,12 +103,5 @@ class JobRunner:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is starting: whatever it had queued died with it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # this process is starting: whatever it had queued died with it
+    return pid != os.getpid() and pid_alive(pid)
