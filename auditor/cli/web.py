@@ -19,6 +19,7 @@ def serve(
 
     import uvicorn
 
+    from auditor.logs import setup_logging
     from auditor.store import open_store
     from auditor.web.app import create_app
     from auditor.web.security import QuietQueries
@@ -30,11 +31,14 @@ def serve(
     if bind not in ("127.0.0.1", "::1", "localhost") and s.web.secure_cookies == "never":
         console_err.print("warning: serving beyond loopback with web.secure_cookies = "
                           "\"never\"; put TLS in front and set it to \"auto\"", highlight=False)
+    # uvicorn's own lines (start, access, errors) go through the auditor's JSON log, with
+    # its secrets redacted, instead of uvicorn's plain-text handlers
+    setup_logging(s)
     logging.getLogger("uvicorn.access").addFilter(QuietQueries())
     try:
         uvicorn.run(app, host=bind, port=s.web.port if port is None else port,
                     proxy_headers=True, forwarded_allow_ips=s.web.forwarded_allow_ips,
-                    server_header=False, log_level=s.log_level.lower())
+                    server_header=False, log_level=s.log_level.lower(), log_config=None)
     finally:
         store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,10 +21,11 @@ def test_serve_binds_to_loopback_and_answers(tmp_path: Path) -> None:
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
-        url = None
+        url, seen = None, []
         deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
             line = proc.stderr.readline()
+            seen.append(line)
             m = re.search(r"running on (http://[\d.:]+)", line)
             url = m.group(1) if m else None
         assert url and url.startswith("http://127.0.0.1:"), url
@@ -33,3 +35,8 @@ def test_serve_binds_to_loopback_and_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+    # every line the portal wrote is one JSON record, the request's access line included
+    assert proc.stderr is not None
+    lines = "".join(seen).splitlines() + proc.stderr.read().splitlines()
+    records = [json.loads(line) for line in lines if line]
+    assert any("GET /signin" in r["msg"] and "200" in r["msg"] for r in records), records
