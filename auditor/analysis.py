@@ -674,8 +674,9 @@ def _update_monitor(
     row = session.scalars(
         select(MonitorState).where(MonitorState.suspect_id == sid, MonitorState.protected_id == pid)
     ).first()
-    previous = row.state if row is not None else monitor.new_state(half_n=half_n)
-    state = monitor.update(previous, pr.p_value, max(pr.n_samples, 1), now.isoformat())
+    n = max(pr.n_samples, 1)
+    previous = row.state if row is not None else monitor.start(half_n, n)
+    state = monitor.update(previous, pr.p_value, n, now.isoformat())
     e_value = monitor.e_value(state)
     if row is None:
         row = MonitorState(suspect_id=sid, protected_id=pid, state=state)

@@ -298,7 +298,8 @@ class Analysis(_Strict):
     # one) for the optional "embedding" representation; never fetched from a hub
     embedding_model: str | None = None
     # suspect's answers by which the monitoring alarm has spent half of its weight
-    # (auditor.stats.monitor); read when a pair's monitor starts, kept in its state
+    # (auditor.stats.monitor; at least twice the first analysis' answers); read when a
+    # pair's monitor starts, kept in its state
     monitor_half_n: int = Field(default=96, ge=1)
     # the control audit (free text): every control is tested against the others as if it
     # were the suspect; one significant at this level is reported as a finding in the

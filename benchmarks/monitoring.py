@@ -175,7 +175,7 @@ def run_world(w: World, cycles: int, **kw: object) -> dict[str, object]:
 def watch(ps: Sequence[float], ns: Sequence[int], alpha: float) -> dict[str, object]:
     """The monitor fed one cycle at a time as ``analysis._update_monitor`` feeds it, looked
     at after every cycle: its e-values and the first cycle that alarmed."""
-    state = monitor.new_state()
+    state = monitor.start(monitor.HALF_N, ns[0])
     es, first = [], None
     for cycle, (p, n) in enumerate(zip(ps, ns, strict=True), start=1):
         state = monitor.update(state, p, n, f"cycle-{cycle}")

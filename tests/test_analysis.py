@@ -147,6 +147,20 @@ def test_a_new_monitor_takes_its_information_horizon_from_the_settings(
     assert states and {m.state["half_n"] for m in states} == {400}
 
 
+def test_a_new_monitor_keeps_most_of_its_weight_past_a_large_first_analysis(
+    store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    with store.session() as s:
+        analyze_all(s, settings_with(ROLES, analysis={"monitor_half_n": 10}))
+        states = list(s.scalars(select(MonitorState)))
+    assert states
+    for m in states:  # the first look brought more than 5 answers: twice them, not 10
+        first = m.state["looks"][0]
+        assert first["n"] > 5 and m.state["half_n"] == 2 * first["n"]
+        assert first["weight"] < 0.005
+
+
 def test_a_change_of_reported_model_gives_verdicts_before_and_after(
     store: Store, tmp_path: Path, lms: dict[str, TrigramLM]
 ) -> None:

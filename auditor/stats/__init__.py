@@ -55,7 +55,7 @@ Combining and monitoring::
 
     cauchy_combine(p_values, weights=None) -> float       # channels, valid under dependence
     benjamini_hochberg(p_values, alpha) -> (adjusted, rejected)   # across suspects
-    state = monitor.new_state()
+    state = monitor.start(half_n, first_n)     # or monitor.new_state(half_n)
     state = monitor.update(state, p_all_data_so_far, n_responses, at=iso_time)
     monitor.alarm(state, alpha) -> bool; monitor.e_value(state) -> float  # JSON state
     mean_shift(series, n_perm=999, seed=0) -> ChangePoint; label_changes(reported_models)

@@ -47,16 +47,19 @@ the old doubling looks) and smoother calibrators alarmed on fewer distilled mode
 the defaults, a p-value at or below 0.04 at every look alarms once the weight given out
 reaches 84 % (about the suspect's 118th response), one at or below 0.001 at 37 % (about
 the 90th) and one at or below 0.00001 at 1 % (about the 54th). A p-value that stays above
-0.04 never alarms. When the suspect's first analysis already sees more than twice
-``n_half`` answers (a large registry probed in one cycle), nearly all the weight goes to
-that first look. The state is a plain JSON-serialisable dict that records its own
-parameters, so changing the defaults never changes a running monitor.
+0.04 never alarms. A monitor ``start``-ed by the analysis takes as its horizon at least
+twice the answers of its first look: with a large registry probed in one cycle, the first
+analysis alone would otherwise take nearly all the weight, and one cycle (perhaps with a
+control down) would decide the alarm for good. That count comes from the schedule, not
+from what the answers say, so the weights still depend on counts only. The state is a plain
+JSON-serialisable dict that records its own parameters, so changing the defaults never
+changes a running monitor.
 """
 
 from __future__ import annotations
 
 __all__ = ["HALF_N", "SHAPE", "STEPS", "alarm", "calibrate", "e_value", "information", "new_state",
-           "update"]
+           "start", "update"]
 
 import math
 from collections.abc import Sequence
@@ -89,6 +92,13 @@ def new_state(
     return {"version": VERSION, "half_n": half_n, "shape": shape,
             "steps": [list(s) for s in steps], "n": 0, "looks": [], "e_value": 0.0,
             "history": []}
+
+
+def start(half_n: float, first_n: int) -> dict[str, Any]:
+    """A new monitor whose first look brings ``first_n`` answers: its horizon is ``half_n``
+    or twice ``first_n``, whichever is larger, so that the first look takes at most
+    ``1 / (1 + 2 ** SHAPE)`` (0.4 %) of the weight."""
+    return new_state(half_n=max(float(half_n), 2.0 * first_n))
 
 
 def _current(state: dict[str, Any]) -> dict[str, Any]:

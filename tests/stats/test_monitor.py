@@ -131,3 +131,18 @@ def test_a_perfect_clone_of_the_demo_personas_alarms_within_32_cycles() -> None:
     similarity pass, provenance test and monitor (the benchmark's world, seed fixed)."""
     out = run_world(make_world("clone", seed=3), cycles=32)
     assert out["first_alarm"] is not None
+
+
+def test_a_large_first_analysis_does_not_decide_the_alarm_alone() -> None:
+    """A registry probed in one cycle can bring ten times the horizon at the first look;
+    a monitor started there keeps most of its weight for the looks after it."""
+    one_shot = monitor.update(monitor.new_state(half_n=96), 1e-8, 1000)
+    assert monitor.alarm(one_shot, 0.05)  # with the fixed horizon, look 1 decided it
+    s = monitor.start(96, 1000)
+    assert s["half_n"] == 2000
+    s = monitor.update(s, 1e-8, 1000)
+    assert not monitor.alarm(s, 0.05) and monitor.e_value(s) < 10
+    s = monitor.update(s, 1e-8, 2000)
+    assert monitor.alarm(s, 0.05)
+    # a small first look keeps the configured horizon
+    assert monitor.start(96, 4)["half_n"] == 96
