@@ -68,11 +68,13 @@ def list_() -> None:
         users = list_users(s)
         if not users:
             console.print("no portal users yet: `auditor users add NAME --role admin`")
+        width = max((len(u.username) for u in users), default=0)
         for u in users:
             state = "disabled" if u.disabled else "active"
             how = "password" if u.password_hash else "single sign-on only"
-            console.print(f"{u.username:32} {u.role:8} {state:8} {how:20} "
-                          f"created {u.created_at:%Y-%m-%d %H:%M}Z", highlight=False)
+            console.print(f"{u.username:{width}}  {u.role:7}  {state:8}  {how:19}  "
+                          f"created {u.created_at:%Y-%m-%d %H:%M}Z", highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("disable")
