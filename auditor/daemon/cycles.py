@@ -70,6 +70,11 @@ def plan_or_join(store: Store, endpoint: EndpointConfig, key: str) -> Decision:
         if ep_id is not None:
             busy = at.unfinished_cycles(session, [ep_id], kinds=("probe",))
             if busy:
+                # the unfinished cycle may be this very key, planned by another process
+                # since we looked: join it then, rather than skip it
+                found = _existing(session, key)
+                if found is not None:
+                    return Decision("joined", found)
                 return Decision("skipped", busy[-1], reason=f"previous cycle {busy[-1]} of "
                                 f"{endpoint.name} is unfinished")
     try:

@@ -77,6 +77,31 @@ def test_concurrent_planners_on_postgresql_plan_the_key_once(tmp_path: Path,
         store.close()
 
 
+def test_a_planner_that_finds_the_key_planned_since_it_looked_joins_it(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interleaving that made the concurrent-planners test flaky: another process
+    commits the key's cycle between this planner's look for the key and its look for
+    unfinished cycles (PostgreSQL's read committed shows the second look the new cycle)."""
+    from auditor.daemon import cycles
+    from auditor.store import attempts as at
+
+    store = open_store(pg_url, migrate=True)
+    try:
+        settings = _prepare(tmp_path, store)
+        real = at.unfinished_cycles
+
+        def another_process_plans_first(session: Session, *a: object, **kw: object) -> list[int]:
+            with store.session() as other:
+                at.plan_cycle(other, [settings.endpoints[0]], schedule_key="ep@race")
+            return real(session, *a, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(cycles.at, "unfinished_cycles", another_process_plans_first)
+        decision = plan_or_join(store, settings.endpoints[0], "ep@race")
+        assert decision.action == "joined"
+    finally:
+        store.close()
+
+
 def test_claimable_work_excludes_attempts_under_a_live_lease(tmp_path: Path,
                                                              store: Store) -> None:
     settings = _prepare(tmp_path, store)
