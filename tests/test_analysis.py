@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -216,6 +218,18 @@ def test_logprob_canaries_feed_the_logprob_channel(store: Store, tmp_path: Path)
     assert "logprob" in v.channels and v.channels["logprob"]["p_value"] < 0.01
 
 
+def _analyze_cli(tmp_path: Path, sqlite_url: str, roles: dict[str, str],
+                 timeout: float) -> subprocess.CompletedProcess[str]:
+    """``auditor analyze`` as a user runs it, on a config naming ``roles``' endpoints."""
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
+        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "model-{n}"\nrole = "{r}"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    return subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def _one_control_down(store: Store) -> dict[str, str]:
     """p, s and three controls; control c2 answered no choice canary (all timed out)."""
     roles = {"p": "protected", "s": "suspect", "c0": "control", "c1": "control",
@@ -270,17 +284,7 @@ def test_auditor_analyze_names_the_channels_left_out(
     store: Store, sqlite_url: str, tmp_path: Path
 ) -> None:
     """``auditor analyze`` used to crash with a traceback when a control was down."""
-    import subprocess
-    import sys
-
-    roles = _one_control_down(store)
-    cfg = tmp_path / "auditor.toml"
-    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
-        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "m-{n}"\nrole = "{r}"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
-    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = _analyze_cli(tmp_path, sqlite_url, _one_control_down(store), timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert "s vs p: choice left out: 2 controls with choice data" in " ".join(
@@ -332,18 +336,8 @@ def test_the_pos_representation_runs_through_the_store_with_the_shipped_tagger(
 def test_auditor_analyze_prints_a_control_that_looks_derived(
     store: Store, sqlite_url: str, tmp_path: Path, lms: dict[str, TrigramLM]
 ) -> None:
-    import subprocess
-    import sys
-
     _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
-    roles = {**ROLES, "student": "control"}
-    cfg = tmp_path / "auditor.toml"
-    cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
-        f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "model-{n}"\nrole = "{r}"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
-    done = subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = _analyze_cli(tmp_path, sqlite_url, {**ROLES, "student": "control"}, timeout=300)
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stdout.split())
     assert "control student is itself significantly close to protected (p = " in out

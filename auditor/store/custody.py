@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auditor.canonical import canonical_json, sha256_hex
-from auditor.store.ledger import GENESIS, chain_hash
+from auditor.store.ledger import GENESIS, chain_hash, lock_head
 from auditor.store.models import CustodyEntry, CustodyHead, utcnow
 
 ACTIONS = ("generate", "download", "verify", "export")
@@ -44,10 +44,7 @@ def append(session: Session, *, actor: str, action: str, address: str | None,
     """Chains one entry and adds it to ``session``; commit with the work it records."""
     if action not in ACTIONS:
         raise ValueError(f"unknown custody action {action!r}")
-    session.execute(update(CustodyHead).where(CustodyHead.id == 1).values(updated_at=utcnow()))
-    head = session.execute(
-        select(CustodyHead).where(CustodyHead.id == 1).with_for_update()
-    ).scalar_one()
+    head = lock_head(session, CustodyHead)
     entry = CustodyEntry(seq=head.seq + 1, at=(at or utcnow()).astimezone(UTC), actor=actor,
                          action=action, report_id=report_id, manifest_sha256=manifest_sha256,
                          address=address, detail=detail or {})

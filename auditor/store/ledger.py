@@ -11,18 +11,26 @@ chain without forks.
 
 from __future__ import annotations
 
-__all__ = ["GENESIS", "LedgerBreak", "append", "chain_hash", "ledger_record", "verify"]
+__all__ = ["GENESIS", "LedgerBreak", "append", "chain_hash", "ledger_record", "lock_head",
+           "verify"]
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from auditor.canonical import canonical_json, sha256_hex
-from auditor.store.models import CanaryVersion, Endpoint, LedgerHead, Response, utcnow
+from auditor.store.models import (
+    CanaryVersion,
+    CustodyHead,
+    Endpoint,
+    LedgerHead,
+    Response,
+    utcnow,
+)
 
 GENESIS = "0" * 64
 
@@ -68,6 +76,16 @@ def _rows(
     return endpoints, canaries
 
 
+Head = TypeVar("Head", LedgerHead, CustodyHead)
+
+
+def lock_head(session: Session, model: type[Head]) -> Head:
+    """The single head row of a chain, locked for this transaction: an UPDATE first (which
+    serialises writers on SQLite, where SELECT ... FOR UPDATE is a no-op), then the row."""
+    session.execute(update(model).where(model.id == 1).values(updated_at=utcnow()))
+    return session.execute(select(model).where(model.id == 1).with_for_update()).scalar_one()
+
+
 def append(session: Session, responses: Sequence[Response]) -> str:
     """Links ``responses`` into the chain and adds them to ``session``; returns the new head.
 
@@ -77,10 +95,7 @@ def append(session: Session, responses: Sequence[Response]) -> str:
     """
     if not responses:
         return session.scalar(select(LedgerHead.chain).where(LedgerHead.id == 1)) or GENESIS
-    session.execute(update(LedgerHead).where(LedgerHead.id == 1).values(updated_at=utcnow()))
-    head = session.execute(
-        select(LedgerHead).where(LedgerHead.id == 1).with_for_update()
-    ).scalar_one()
+    head = lock_head(session, LedgerHead)
     endpoints, canaries = _rows(session, responses)
     seq, chain = head.seq, head.chain
     for response in responses:
