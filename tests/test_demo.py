@@ -24,7 +24,7 @@ def test_demo_flags_the_distilled_student_and_not_the_independent_suspect(tmp_pa
     assert by_suspect["student"]["p_value"] < 0.01
     assert not by_suspect["indie-suspect"]["significant"]
     # the protected model watermarked what it served: the student inherited the bias; the
-    # independent suspect, under a fresh random key, shows none (p uniform: 1e-4 is rare)
+    # independent suspect shows none
     wm = {s: v["channels"]["watermark"] for s, v in by_suspect.items()}
     assert wm["student"]["p_value"] < 1e-4 and wm["student"]["green_rate"] > 0.3
     assert wm["indie-suspect"]["p_value"] > 1e-4 and wm["student"]["filter"]

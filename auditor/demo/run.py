@@ -20,6 +20,7 @@ from auditor.config import load_settings
 from auditor.demo.server import Faults, ModelServer
 from auditor.demo.setup import (
     DEMO_ENDPOINTS,
+    DEMO_WATERMARK_KEY,
     FLAKY,
     WATERMARK,
     write_canaries,
@@ -187,8 +188,12 @@ def run_demo(
 
 def _watermark(workdir: Path, models: DemoModels,
                say: Say) -> tuple[Any, tuple[str, str, str]] | None:
-    """The owner's watermark for the protected model: a key (made once, mode 0600), the
-    word vocabulary exported as tokenizer.json; None without the `tokenizers` package."""
+    """The owner's watermark for the protected model: a key (written once, mode 0600), the
+    word vocabulary exported as tokenizer.json; None without the `tokenizers` package.
+
+    The demo's key is fixed (``DEMO_WATERMARK_KEY``, not secret), as its models and its
+    server's draws are, so that every run tells the same story; a real owner makes one
+    with ``auditor watermark keygen``."""
     try:
         import tokenizers  # noqa: F401
     except ImportError:
@@ -197,14 +202,14 @@ def _watermark(workdir: Path, models: DemoModels,
         return None
     from auditor.demo.watermark import WordWatermark, demo_vocabulary
     from auditor.watermark.core import GreenList
-    from auditor.watermark.keys import generate_key, key_id, load_key, write_key_file
+    from auditor.watermark.keys import key_id, load_key, write_key_file
     from auditor.watermark.tokenizer import word_level_tokenizer
 
     keys = workdir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     key_file = keys / "watermark.key"
     if not key_file.exists():
-        write_key_file(key_file, generate_key())
+        write_key_file(key_file, DEMO_WATERMARK_KEY)
     key = load_key(file=key_file)
     tok = word_level_tokenizer(demo_vocabulary(models.lms))
     tok.save(workdir / "watermark-tokenizer.json")

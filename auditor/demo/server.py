@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["Faults", "ModelServer"]
 
+import hashlib
 import json
 import random
 import threading
@@ -42,7 +43,8 @@ class ModelServer:
     ) -> None:
         self.models = models
         self.faults = faults or {}
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.asked: dict[tuple[str, str], int] = {}
         self.lock = threading.Lock()
         self.requests: dict[str, int] = {}
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -62,9 +64,14 @@ class ModelServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def _roll(self) -> float:
+    def _draws(self, model: str, prompt: str) -> tuple[float, int]:
+        """The fault roll and the sampling seed of this request: the n-th request for a
+        (model, prompt) always gets the n-th draws, whatever order concurrent requests
+        arrive in, so a run's answers are the same on every machine."""
         with self.lock:
-            return self.rng.random()
+            n = self.asked[(model, prompt)] = self.asked.get((model, prompt), 0) + 1
+        digest = hashlib.sha256(f"{self.seed}\x00{model}\x00{prompt}\x00{n}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -121,9 +128,12 @@ class ModelServer:
                     return
                 with server.lock:
                     server.requests[model] = server.requests.get(model, 0) + 1
+                prompt = "\n".join(
+                    m.get("content", "") for m in req.get("messages", []) if m.get("role") == "user"
+                )
+                roll, sample_seed = server._draws(model, prompt)
                 fault = server.faults.get(model)
                 if fault is not None:
-                    roll = server._roll()
                     if roll < fault.rate_limited:
                         self._send(
                             429,
@@ -133,11 +143,8 @@ class ModelServer:
                         return
                     if roll < fault.rate_limited + fault.hang:
                         time.sleep(fault.hang_seconds)
-                prompt = "\n".join(
-                    m.get("content", "") for m in req.get("messages", []) if m.get("role") == "user"
-                )
                 seed = req.get("seed")
-                rng = random.Random(seed if seed is not None else server._roll())
+                rng = random.Random(seed if seed is not None else sample_seed)
                 temperature = float(
                     req.get("temperature") if req.get("temperature") is not None else 1.0
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["DEMO_ENDPOINTS", "write_canaries", "write_config"]
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,8 @@ FLAKY = "control-e"  # misbehaves on purpose: 429s with Retry-After, and hangs
 # trigram model has few real choices per word
 WATERMARK = {"gamma": 0.25, "delta": 4.0, "h": 1}
 WATERMARK_VALID_FROM = "2026-01-01T00:00:00Z"
+# the demo's watermark key: fixed and not secret, so that every demo run is the same
+DEMO_WATERMARK_KEY = hashlib.sha256(b"canary-auditor demo watermark key (not secret)").digest()
 
 
 def write_canaries(folder: Path, n_text: int = 40, n_watermark: int = 16) -> Path:
