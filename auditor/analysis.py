@@ -23,18 +23,20 @@ __all__ = ["AnalysisProblem", "Evidence", "PairResult", "analyze_all", "load_evi
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
-from auditor import stats
+from auditor import features, stats
 from auditor.canary import ChoiceExpect, normalize_choice
 from auditor.config import Settings
 from auditor.errors import AuditorError
+from auditor.features import TEXT_KINDS, version_key
 from auditor.stats import monitor
 from auditor.stats.nullmodel import MIN_CONTROLS
 from auditor.store.models import (
@@ -48,7 +50,6 @@ from auditor.store.models import (
 from auditor.version import code_version
 from auditor.watermark.scheme import Scheme, load_scheme
 
-TEXT_KINDS = ("free_text", "watermark")
 MAX_SEGMENTS = 4
 
 
@@ -65,10 +66,6 @@ class Evidence:
     last_seq: int = 0
 
 
-def _key(cv: CanaryVersion) -> str:
-    return cv.canary_id if cv.version == 1 else f"{cv.canary_id}@v{cv.version}"
-
-
 def load_evidence(
     session: Session,
     endpoints: Sequence[Endpoint],
@@ -76,54 +73,68 @@ def load_evidence(
     until: datetime | None = None,
     max_seq: int | None = None,
     only: tuple[str, int, int] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> Evidence:
     """Reads the responses of ``endpoints`` in one streamed query.
 
-    ``only=(endpoint, first_seq, last_seq)`` keeps that endpoint's responses in the range.
+    ``only=(endpoint, first_seq, last_seq)`` keeps that endpoint's responses in the range;
+    ``kinds`` keeps the texts of those canary kinds only (the reported models and the last
+    seq still cover every response).
     """
     versions = {v.id: v for v in session.scalars(select(CanaryVersion))}
     names = {e.id: e.name for e in endpoints}
     ev = Evidence({e.name: e for e in endpoints}, versions)
-    q = (
-        select(
-            Response.endpoint_id,
-            Response.canary_version_id,
-            Response.text,
-            Response.reported_model,
-            Response.seq,
-            Response.logprobs,
-        )
-        .where(Response.endpoint_id.in_(list(names)))
-        .order_by(Response.seq)
-    )
+    keys = {vid: version_key(v) for vid, v in versions.items()}
+    ev.key_version = {k: vid for vid, k in keys.items()}
+    bounds: list[ColumnElement[bool]] = [Response.endpoint_id.in_(list(names))]
     if since is not None:
-        q = q.where(Response.collected_at >= since)
+        bounds.append(Response.collected_at >= since)
     if until is not None:
-        q = q.where(Response.collected_at <= until)
+        bounds.append(Response.collected_at <= until)
     if max_seq is not None:
-        q = q.where(Response.seq <= max_seq)
+        bounds.append(Response.seq <= max_seq)
+    q = select(Response.endpoint_id, Response.canary_version_id, Response.text,
+               Response.seq, Response.logprobs).where(*bounds).order_by(Response.seq)
+    if kinds is not None:
+        q = q.where(Response.canary_version_id.in_(
+            [vid for vid, v in versions.items() if v.kind in kinds]))
     texts: dict[str, dict[str, dict[str, list[str]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
     logprobs: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    reported: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    keys = {vid: _key(v) for vid, v in versions.items()}
-    for ep_id, vid, text, model, seq, lp in session.execute(q.execution_options(yield_per=20000)):
+    for ep_id, vid, text, seq, lp in session.execute(q.execution_options(yield_per=20000)):
         name, cv = names[ep_id], versions[vid]
         if only is not None and name == only[0] and not only[1] <= seq <= only[2]:
             continue
         key = keys[vid]
-        ev.key_version[key] = vid
         texts[cv.kind][name][key].append(text)
         if cv.kind == "logprob" and lp:
             logprobs[name][key].append(lp)
-        if model and (not reported[name] or reported[name][-1][1] != model):
-            reported[name].append((seq, model))
-        ev.last_seq = max(ev.last_seq, seq)
     ev.texts = {k: {e: dict(c) for e, c in v.items()} for k, v in texts.items()}
     ev.logprobs = {e: dict(v) for e, v in logprobs.items()}
-    ev.reported = dict(reported)
+    ev.reported = _reported_runs(session, names, bounds)
+    ev.last_seq = int(session.scalar(select(func.max(Response.seq)).where(*bounds)) or 0)
     return ev
+
+
+def _reported_runs(session: Session, names: dict[int, str], bounds: list[Any],
+                   ) -> dict[str, list[tuple[int, str]]]:
+    """(first seq, model) of each run of one reported model per endpoint within
+    ``bounds`` (responses that report none are skipped), found by the database (a window
+    function), not by reading every row here."""
+    prev = func.lag(Response.reported_model).over(partition_by=Response.endpoint_id,
+                                                  order_by=Response.seq)
+    sub = (select(Response.endpoint_id, Response.seq, Response.reported_model,
+                  prev.label("prev"))
+           .where(*bounds, Response.reported_model.is_not(None), Response.reported_model != "")
+           .subquery())
+    q = (select(sub.c.endpoint_id, sub.c.seq, sub.c.reported_model)
+         .where(or_(sub.c.prev.is_(None), sub.c.prev != sub.c.reported_model))
+         .order_by(sub.c.seq))
+    reported: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for ep_id, seq, model in session.execute(q):
+        reported[names[ep_id]].append((seq, model))
+    return dict(reported)
 
 
 @dataclass
@@ -464,19 +475,36 @@ def analyze_pair(
     )
     ps = [float(c["p_value"]) for c in combined]
     p = (stats.cauchy_combine(ps) if len(ps) > 1 else ps[0]) if ps else math.nan
-    used = sorted(
-        {
-            k
-            for per in ev.texts.values()
-            for k in per.get(suspect, {})
-            if k in per.get(protected, {})
-        }
-    )
-    n_samples = sum(len(per.get(suspect, {}).get(k, [])) for per in ev.texts.values() for k in used)
+    used, n_samples = _usage(ev, sim, protected, suspect)
     return PairResult(
         protected, suspect, controls, float(p), channels, text_res, contributions, used,
         n_samples, left_out=left_out, failed=failed,
     )
+
+
+def _usage(ev: Evidence, sim: stats.SimilarityTensor | None, protected: str, suspect: str,
+           ) -> tuple[list[str], int]:
+    """The canaries both answered, and the suspect's answers to them. Free-text kinds
+    are counted in the similarity tensor (their texts may not be loaded: the feature
+    cache holds them), the other kinds in the evidence."""
+    used: set[str] = set()
+    n = 0
+    text_in_sim = sim is not None and suspect in sim.models and protected in sim.models
+    for kind, per in ev.texts.items():
+        if text_in_sim and kind in TEXT_KINDS:
+            continue
+        for k, answers in per.get(suspect, {}).items():
+            if k in per.get(protected, {}):
+                used.add(k)
+                n += len(answers)
+    if text_in_sim:
+        assert sim is not None
+        si, pi = sim.index(suspect), sim.index(protected)
+        for q, k in enumerate(sim.canaries):
+            if sim.counts[q, si] > 0 and sim.counts[q, pi] > 0:
+                used.add(k)
+                n += int(sim.counts[q, si])
+    return sorted(used), n
 
 
 def _problems(pr: PairResult) -> list[AnalysisProblem]:
@@ -543,13 +571,15 @@ def analyze_all(
     now: datetime | None = None,
     monitor_update: bool = True,
     problems: list[AnalysisProblem] | None = None,
+    full: bool = False,
 ) -> list[Verdict]:
     """Analyses every (suspect, protected) pair, stores verdicts and monitors; caller commits.
 
     ``suspects`` defaults to the endpoints with role ``suspect``; naming a control scores
     it as a pseudo-suspect (left out of its own null pool). Channels left out or failed,
     and pairs that failed as a whole, are appended to ``problems``; they never stop the
-    other pairs.
+    other pairs. ``full``: rebuild the feature cache from the raw responses first
+    (``features.update``); the verdicts are the same as the incremental path's.
     """
     problems = problems if problems is not None else []
     now = now or utcnow()
@@ -561,23 +591,18 @@ def analyze_all(
     sus = list(suspects) if suspects is not None else by_role["suspect"]
     prot = list(protected) if protected is not None else by_role["protected"]
     controls = by_role["control"]
-    ev = load_evidence(session, rows, since=since, until=until)
     ids = {e.name: e.id for e in rows}
-    free = _merge_text(ev)
-    sim_error = None
-    try:
-        sim = _similarities(free, settings)
-    except Exception as exc:  # every pair's free-text channel fails; the others go on
-        sim, sim_error = None, f"{type(exc).__name__}: {exc}"
-    seed = settings.analysis.seed
-    min_controls = settings.analysis.min_controls
-    audit_alpha = settings.analysis.control_audit_alpha
-    exclude_flagged = settings.analysis.exclude_flagged_controls
     wm_error = None
     try:
         scheme = load_scheme(settings)
     except (AuditorError, OSError) as exc:  # the watermark channel is left out, saying why
         scheme, wm_error = None, " ".join(str(exc).split())
+    ev, sim, sim_error, cache = _evidence(session, settings, rows, since, until,
+                                          full=full, texts=scheme is not None)
+    seed = settings.analysis.seed
+    min_controls = settings.analysis.min_controls
+    audit_alpha = settings.analysis.control_audit_alpha
+    exclude_flagged = settings.analysis.exclude_flagged_controls
     params = {
         "alpha": settings.analysis.alpha,
         "seed": seed,
@@ -587,11 +612,13 @@ def analyze_all(
         "null": "model-level: suspect exchangeable with the controls",
         "text_representations": list(settings.analysis.representations),
         "embedding_model": settings.analysis.embedding_model,
+        "features": _features_params(cache),
         "control_audit_alpha": audit_alpha,
         "exclude_flagged_controls": exclude_flagged,
         "combination": "cauchy",
         "fdr": "benjamini-hochberg",
     }
+    text_endpoints = _text_endpoints(session, rows) if sim_error or wm_error else set()
     results: list[PairResult] = []
     audits: Audits = {}  # of this similarity pass
     for p in prot:
@@ -605,9 +632,9 @@ def analyze_all(
             except Exception as exc:
                 problems.append(AnalysisProblem(s, p, "*", f"{type(exc).__name__}: {exc}", True))
                 continue
-            if sim_error and free.get(s) and free.get(p):
+            if sim_error and s in text_endpoints and p in text_endpoints:
                 pr.failed["free_text"] = sim_error
-            if wm_error and free.get(s):
+            if wm_error and s in text_endpoints:
                 pr.left_out["watermark"] = wm_error
             problems += _problems(pr)
             if pr.channels:
@@ -622,7 +649,8 @@ def analyze_all(
         v.q_value, v.created_at = float(qv), now
         v.significant = bool(qv <= alpha)
         try:  # both compute before they change anything: a failing pair changes nothing
-            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now, scheme)
+            segments = _segment_verdicts(session, settings, ev, pr, ids, params, now, scheme,
+                                         cache)
             if monitor_update:
                 v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
                                             pr, now, settings.analysis.monitor_half_n)
@@ -637,24 +665,57 @@ def analyze_all(
     return verdicts
 
 
-def _similarities(
-    free: dict[str, dict[str, list[str]]], settings: Settings
-) -> stats.SimilarityTensor | None:
-    """The similarity pass over every free-text answer, in the configured representations."""
-    if not free:
+def _evidence(
+    session: Session, settings: Settings, rows: Sequence[Endpoint], since: datetime | None,
+    until: datetime | None, *, full: bool, texts: bool,
+) -> tuple[Evidence, stats.SimilarityTensor | None, str | None, features.Cache | None]:
+    """The evidence and the free-text similarity tensor, with why the tensor failed.
+
+    The cumulative analysis reads the tensor from the feature cache, brought up to date
+    first (``features.update``), and leaves the free-text answers unread unless
+    ``texts`` (the watermark channel scores them); a window (``since``/``until``)
+    featurises its own answers under the same basis."""
+    window = since is not None or until is not None
+    cache, error = None, None
+    try:
+        cache = features.update(session, settings, full=full)
+    except Exception as exc:  # every pair's free-text channel fails; the others go on
+        error = f"{type(exc).__name__}: {exc}"
+    read_all = window or texts or cache is None
+    ev = load_evidence(session, rows, since=since, until=until,
+                       kinds=None if read_all else _OTHER_KINDS)
+    sim = None
+    if cache is not None:
+        try:
+            if window:
+                sim = features.raw_tensor(_merge_text(ev), cache)
+            else:
+                keys = {vid: k for k, vid in ev.key_version.items()}
+                sim = features.tensor(session, cache, {e.id: e.name for e in rows}, keys)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    return ev, sim, error, cache
+
+
+_OTHER_KINDS = ("identity", "choice", "logprob", "watermark")
+
+
+def _text_endpoints(session: Session, rows: Sequence[Endpoint]) -> set[str]:
+    """Endpoints with at least one free-text answer stored."""
+    names = {e.id: e.name for e in rows}
+    q = (select(Response.endpoint_id).distinct()
+         .join(CanaryVersion, CanaryVersion.id == Response.canary_version_id)
+         .where(CanaryVersion.kind.in_(TEXT_KINDS), Response.endpoint_id.in_(list(names))))
+    return {names[i] for i in session.scalars(q)}
+
+
+def _features_params(cache: features.Cache | None) -> dict[str, Any] | None:
+    """What a verdict records of the featurisation: the basis's digest and size."""
+    if cache is None:
         return None
-    a = settings.analysis
-    encoder, tagger = None, None
-    if "embedding" in a.representations and a.embedding_model:
-        from auditor.embeddings import load_encoder
-
-        encoder = load_encoder(a.embedding_model)
-    if "pos" in a.representations:
-        from auditor.tagging import load_tagger
-
-        tagger = load_tagger()
-    config = stats.TextConfig(encoder=encoder, tagger=tagger) if encoder or tagger else None
-    return stats.canary_similarities(free, reps=a.representations, config=config)
+    return {"basis": cache.row.digest, "basis_answers": cache.row.n_answers,
+            "sketch_dim": cache.basis.dim, "answers_added": cache.added,
+            "rebuilt": cache.rebuilt, "mismatched_sums": len(cache.mismatched)}
 
 
 def _merge_text(ev: Evidence) -> dict[str, dict[str, list[str]]]:
@@ -694,13 +755,13 @@ def _segment_verdicts(
     params: dict[str, Any],
     now: datetime,
     scheme: Scheme | None = None,
+    cache: features.Cache | None = None,
 ) -> list[Verdict]:
     """When the suspect's reported model changed, a verdict per run of one model."""
     out = []
     for label, first, last in _segments(ev, pr.suspect):
         sub = load_evidence(session, list(ev.endpoints.values()), only=(pr.suspect, first, last))
-        free = _merge_text(sub)
-        sim = _similarities(free, settings)
+        sim = features.raw_tensor(_merge_text(sub), cache) if cache is not None else None
         seg = analyze_pair(
             sub, sim, pr.protected, pr.suspect, pr.controls, seed=settings.analysis.seed,
             min_controls=settings.analysis.min_controls,

@@ -309,6 +309,20 @@ class Analysis(_Strict):
     # default: on the real-output benchmark it raised the FPR above alpha (BENCHMARKS.md,
     # "Free text, round two")
     exclude_flagged_controls: bool = False
+    # the feature cache (auditor.features): each answer's n-gram vectors are sketched
+    # into this many columns (a power of two) and summed per (endpoint, canary)
+    sketch_dim: int = Field(default=1024, ge=64, le=65536)
+    # the featurisation basis (IDF weights, style scaling) is refitted, and the sums
+    # rebuilt, each time the free-text answers have doubled since the last fit, until a
+    # fit has seen this many; then it stays fixed and each answer is featurised once
+    basis_fit_answers: int = Field(default=20000, ge=0)
+
+    @field_validator("sketch_dim")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"sketch_dim must be a power of two (e.g. 1024), not {v}")
+        return v
 
     @field_validator("representations", mode="before")
     @classmethod

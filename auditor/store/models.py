@@ -16,6 +16,8 @@ __all__ = [
     "CustodyHead",
     "Cycle",
     "Endpoint",
+    "FeatureBasis",
+    "FeatureSum",
     "Heartbeat",
     "LedgerHead",
     "MonitorState",
@@ -42,6 +44,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -221,6 +224,45 @@ class Response(Base):
     record_hash: Mapped[str] = mapped_column(String(64))
     prev_chain: Mapped[str] = mapped_column(String(64))
     chain: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class FeatureBasis(Base):
+    """The featurisation's fixed part (``stats.features.Basis``, serialised in ``data``).
+
+    The newest row is current. Every free-text answer with ``seq <= last_seq`` is in its
+    ``feature_sums``; the row is locked while an analysis brings the sums up to date.
+    """
+
+    __tablename__ = "feature_bases"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    reps: Mapped[list[Any]] = mapped_column()
+    dim: Mapped[int] = mapped_column(Integer)
+    n_answers: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeatureSum(Base):
+    """One (endpoint, canary version)'s sufficient statistics under one basis: the count
+    and the sums of its answers' vectors (``stats.features.Group``, float64 in ``data``).
+    ``digest`` is the XOR of the included responses' ``record_hash``: the set of answers
+    the sum stands for, checkable against the ledger whatever order they came in."""
+
+    __tablename__ = "feature_sums"
+    __table_args__ = (UniqueConstraint("basis_id", "endpoint_id", "canary_version_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    basis_id: Mapped[int] = mapped_column(ForeignKey("feature_bases.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    canary_version_id: Mapped[int] = mapped_column(ForeignKey("canary_versions.id"))
+    n: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    digest: Mapped[str] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LedgerHead(Base):

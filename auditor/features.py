@@ -1,0 +1,290 @@
+"""The feature cache: each free-text answer featurised once, summed per (endpoint, canary).
+
+The free-text test reads a similarity tensor (``stats.SimilarityTensor``). Computing it
+from every stored answer after every cycle costs what the whole history costs; here the
+store keeps, under a fixed basis (``stats.features``), the count and the summed vectors
+of every (endpoint, canary version), and :func:`update` adds only the answers stored
+since the last analysis (``feature_bases.last_seq``). The tensor of any set of endpoints
+is then read from the sums (:func:`tensor`), in time that does not grow with history.
+
+The basis (IDF weights and style scaling) is fitted on the free-text answers stored when
+it is made. While it has seen fewer than ``analysis.basis_fit_answers`` answers, it is
+refitted, and the sums rebuilt, each time the answers have doubled since (so the total
+work stays within twice the answers); then it stays. A change of representations or of
+``analysis.sketch_dim`` makes a new basis. ``update(full=True)`` (``auditor analyze
+--full``) rebuilds every sum from the raw responses under the current basis and reports
+any stored sum that disagreed: each sum carries the XOR of its responses' ledger
+``record_hash``, so the set of answers it stands for can be checked against the ledger.
+
+Windows, segments and other subsets of the answers go through :func:`raw_tensor`: the
+same basis and featurisation applied to just those answers.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TEXT_KINDS", "Cache", "raw_tensor", "tensor", "text_config", "update",
+           "version_key"]
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.orm import Session
+
+from auditor.config import Settings
+from auditor.stats import SimilarityTensor
+from auditor.stats.features import Basis, FeatureSums, Group, fit_basis
+from auditor.stats.text import TextConfig
+from auditor.store.models import CanaryVersion, FeatureBasis, FeatureSum, Response, utcnow
+
+log = logging.getLogger(__name__)
+
+TEXT_KINDS = ("free_text", "watermark")
+CHUNK = 5_000  # answers featurised together (bounds the memory of one pass)
+ZERO = "0" * 64
+GroupKey = tuple[int, int]  # (endpoint id, canary version id)
+Row = tuple[int, int, str, int, str]  # endpoint id, version id, text, seq, record hash
+
+
+def text_config(settings: Settings) -> TextConfig | None:
+    """The encoder and tagger the configured representations need (None: neither)."""
+    a = settings.analysis
+    encoder, tagger = None, None
+    if "embedding" in a.representations and a.embedding_model:
+        from auditor.embeddings import load_encoder
+
+        encoder = load_encoder(a.embedding_model)
+    if "pos" in a.representations:
+        from auditor.tagging import load_tagger
+
+        tagger = load_tagger()
+    return TextConfig(encoder=encoder, tagger=tagger) if encoder or tagger else None
+
+
+def version_key(cv: CanaryVersion) -> str:
+    """A canary version's key in the evidence: ``id`` for version 1, else ``id@vN``."""
+    return cv.canary_id if cv.version == 1 else f"{cv.canary_id}@v{cv.version}"
+
+
+@dataclass
+class Cache:
+    """The current basis after an :func:`update`, and what that update did."""
+
+    row: FeatureBasis
+    basis: Basis
+    config: TextConfig | None
+    added: int = 0  # answers featurised into the stored sums by this update
+    changed: set[GroupKey] = field(default_factory=set)
+    rebuilt: str | None = None  # why every sum was rebuilt (a new basis, --full), or None
+    mismatched: list[GroupKey] = field(default_factory=list)  # stored sums that disagreed
+
+
+def _xor(a: str, b: str) -> str:
+    return f"{int(a, 16) ^ int(b, 16):064x}"
+
+
+def _text_versions(session: Session) -> list[int]:
+    return list(session.scalars(
+        select(CanaryVersion.id).where(CanaryVersion.kind.in_(TEXT_KINDS))))
+
+
+def _answers(session: Session, vids: list[int], after: int = 0) -> Iterator[list[Row]]:
+    """The free-text answers stored after seq ``after``, in seq order, in chunks."""
+    if not vids:
+        return
+    q = (select(Response.endpoint_id, Response.canary_version_id, Response.text,
+                Response.seq, Response.record_hash)
+         .where(Response.canary_version_id.in_(vids), Response.seq > after)
+         .order_by(Response.seq).execution_options(yield_per=CHUNK))
+    chunk: list[Row] = []
+    for e, v, t, s, h in session.execute(q):
+        chunk.append((e, v, t, s, h))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Sums:
+    """Sums keyed by (endpoint id, version id), with each group's digest and last seq."""
+
+    def __init__(self, basis: Basis) -> None:
+        self.sums = FeatureSums(basis)
+        self.digest: dict[GroupKey, str] = {}
+        self.last: dict[GroupKey, int] = {}
+
+    def add(self, rows: Sequence[Row], config: TextConfig | None) -> set[GroupKey]:
+        self.sums.add([(e, v) for e, v, _, _, _ in rows], [t or "" for _, _, t, _, _ in rows],
+                      config)
+        for e, v, _, seq, h in rows:
+            self.digest[(e, v)] = _xor(self.digest.get((e, v), ZERO), h)
+            self.last[(e, v)] = max(self.last.get((e, v), 0), seq)
+        return {(e, v) for e, v, _, _, _ in rows}
+
+    def load(self, fs: FeatureSum) -> None:
+        k = (fs.endpoint_id, fs.canary_version_id)
+        self.sums.groups[k] = Group.unpack(fs.n, fs.data, self.sums.basis)
+        self.digest[k], self.last[k] = fs.digest, fs.last_seq
+
+    def write(self, session: Session, row: FeatureBasis, keys: set[GroupKey],
+              stored: Mapping[GroupKey, FeatureSum]) -> None:
+        now = utcnow()
+        for k in keys:
+            g = self.sums.groups[k]
+            fs = stored.get(k)
+            if fs is None:
+                fs = FeatureSum(basis_id=row.id, endpoint_id=k[0], canary_version_id=k[1])
+                session.add(fs)
+            fs.n, fs.data, fs.digest = g.n, g.pack(self.sums.basis), self.digest[k]
+            fs.last_seq, fs.updated_at = self.last[k], now
+
+
+def _lock(session: Session, row: FeatureBasis) -> None:
+    """Holds the basis row until the caller commits: concurrent analyses update the sums
+    one after the other (the UPDATE takes the write lock on SQLite, the row's on
+    PostgreSQL), and the second sees what the first added."""
+    session.execute(sql_update(FeatureBasis).where(FeatureBasis.id == row.id)
+                    .values(last_seq=FeatureBasis.last_seq))
+    session.refresh(row)
+
+
+def _needs_basis(row: FeatureBasis | None, settings: Settings, n_now: int) -> str | None:
+    a = settings.analysis
+    if row is None:
+        return "no basis yet"
+    if list(row.reps) != list(a.representations) or row.dim != a.sketch_dim:
+        return "the representations or the sketch width changed"
+    if row.n_answers < a.basis_fit_answers and n_now >= 2 * max(row.n_answers, 1):
+        return f"the free-text answers doubled since the basis was fitted ({row.n_answers})"
+    return None
+
+
+def _count(session: Session, vids: list[int]) -> int:
+    if not vids:
+        return 0
+    return int(session.scalar(select(func.count()).select_from(Response).where(
+        Response.canary_version_id.in_(vids))) or 0)
+
+
+def _rebuild(session: Session, row: FeatureBasis, basis: Basis, config: TextConfig | None,
+             vids: list[int]) -> tuple[_Sums, int]:
+    sums, n, last = _Sums(basis), 0, 0
+    for chunk in _answers(session, vids):
+        sums.add(chunk, config)
+        n, last = n + len(chunk), chunk[-1][3]
+    row.last_seq = max(row.last_seq, last)
+    return sums, n
+
+
+def update(session: Session, settings: Settings, *, full: bool = False) -> Cache | None:
+    """Brings the sums up to date with every free-text answer stored; None when there is
+    none. ``full``: rebuild every sum from the raw responses under the current basis and
+    compare with what was stored. The caller commits (the basis row stays locked)."""
+    config = text_config(settings)
+    vids = _text_versions(session)
+    rows = list(session.scalars(select(FeatureBasis).order_by(FeatureBasis.id.desc())))
+    row = rows[0] if rows else None
+    for old in rows[1:]:  # a basis another process replaced
+        session.execute(delete(FeatureSum).where(FeatureSum.basis_id == old.id))
+        session.delete(old)
+    if row is not None:
+        _lock(session, row)
+    a = settings.analysis
+    n_now = (_count(session, vids)
+             if row is None or row.n_answers < a.basis_fit_answers else row.n_answers)
+    why = _needs_basis(row, settings, n_now)
+    if why is not None:
+        if n_now == 0:
+            return None
+        texts = [t or "" for chunk in _answers(session, vids) for _, _, t, _, _ in chunk]
+        basis = fit_basis(texts, a.representations, a.sketch_dim, config)
+        del texts
+        if row is not None:
+            session.execute(delete(FeatureSum).where(FeatureSum.basis_id == row.id))
+            session.delete(row)
+        row = FeatureBasis(digest=basis.digest, reps=list(basis.reps), dim=basis.dim,
+                           n_answers=basis.n_answers, last_seq=0, data=basis.to_bytes())
+        session.add(row)
+        session.flush()
+        log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
+                                                "answers": basis.n_answers})
+        sums, n = _rebuild(session, row, basis, config, vids)
+        sums.write(session, row, set(sums.sums.groups), {})
+        return Cache(row, basis, config, n, set(sums.sums.groups), rebuilt=why)
+    assert row is not None
+    basis = Basis.from_bytes(row.data)
+    stored = {(fs.endpoint_id, fs.canary_version_id): fs
+              for fs in session.scalars(select(FeatureSum).where(FeatureSum.basis_id == row.id))}
+    if full:
+        sums, n = _rebuild(session, row, basis, config, vids)
+        mismatched = _compare(sums, stored, basis)
+        if mismatched:
+            log.warning("stored feature sums disagreed with the raw responses; replaced",
+                        extra={"event": "feature_cache_mismatch", "groups": len(mismatched)})
+        for k, fs in stored.items():
+            if k not in sums.sums.groups:
+                session.delete(fs)
+        sums.write(session, row, set(sums.sums.groups), stored)
+        return Cache(row, basis, config, n, set(sums.sums.groups),
+                     rebuilt="a full recomputation (--full)", mismatched=mismatched)
+    sums, n = _Sums(basis), 0
+    changed: set[GroupKey] = set()
+    for chunk in _answers(session, vids, after=row.last_seq):
+        for k in {(e, v) for e, v, _, _, _ in chunk} - changed:
+            if k in stored:
+                sums.load(stored[k])
+        changed |= sums.add(chunk, config)
+        n, row.last_seq = n + len(chunk), chunk[-1][3]
+    sums.write(session, row, changed, stored)
+    return Cache(row, basis, config, n, changed)
+
+
+def _compare(sums: _Sums, stored: Mapping[GroupKey, FeatureSum], basis: Basis,
+             ) -> list[GroupKey]:
+    """Groups whose stored sum does not stand for the same answers, or not the same
+    numbers (relative 1e-6), as the one rebuilt from the raw responses."""
+    bad = []
+    for k in sorted(set(stored) | set(sums.sums.groups)):
+        fs, g = stored.get(k), sums.sums.groups.get(k)
+        if fs is None or g is None or fs.n != g.n or fs.digest != sums.digest[k]:
+            bad.append(k)
+            continue
+        old = np.frombuffer(fs.data, dtype=np.float64)
+        new = np.frombuffer(g.pack(basis), dtype=np.float64)
+        if old.shape != new.shape or not np.allclose(old, new, rtol=1e-6, atol=1e-9):
+            bad.append(k)
+    return bad
+
+
+def tensor(session: Session, cache: Cache, endpoints: Mapping[int, str],
+           keys: Mapping[int, str]) -> SimilarityTensor | None:
+    """The similarity tensor of ``endpoints`` (id -> name) read from the stored sums;
+    canaries are named by ``keys`` (version id -> key). None when they have no sums."""
+    named = FeatureSums(cache.basis)
+    q = select(FeatureSum).where(FeatureSum.basis_id == cache.row.id,
+                                 FeatureSum.endpoint_id.in_(list(endpoints)))
+    for fs in session.scalars(q.execution_options(yield_per=2000)):
+        if fs.canary_version_id in keys:
+            named.groups[(endpoints[fs.endpoint_id], keys[fs.canary_version_id])] = (
+                Group.unpack(fs.n, fs.data, cache.basis))
+    if not named.groups:
+        return None
+    return named.tensor([m for m in endpoints.values()
+                         if any(k[0] == m for k in named.groups)])
+
+
+def raw_tensor(texts: Mapping[str, Mapping[str, Sequence[str]]], cache: Cache,
+               ) -> SimilarityTensor | None:
+    """The tensor of these answers (endpoint -> canary key -> texts) under the basis."""
+    sums = FeatureSums(cache.basis)
+    keys = [(e, k) for e, per in texts.items() for k, ts in per.items() for _ in ts]
+    flat = [t or "" for per in texts.values() for ts in per.values() for t in ts]
+    if not flat:
+        return None
+    for start in range(0, len(flat), CHUNK):
+        sums.add(keys[start:start + CHUNK], flat[start:start + CHUNK], cache.config)
+    return sums.tensor()

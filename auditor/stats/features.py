@@ -1,0 +1,295 @@
+"""Per-answer feature vectors under a fixed basis, and their per-(model, canary) sums.
+
+``canary_similarities`` featurises every answer of a batch together: its TF-IDF weights
+and style z-scores are fitted on the batch, and its vectors live in ``2**bits`` sparse
+columns. That makes the similarity pass cost what the whole history costs. Here the
+same representations are made *additive*, so that a store keeps one small sum per
+(model, canary) and each new answer is featurised once:
+
+- a :class:`Basis` freezes what was fitted on the batch: each n-gram representation's
+  IDF weights and the style rates' centre and scale, fitted once on the answers seen so
+  far (``fit_basis``) and stored with its digest;
+- each answer's unit vector is computed under the basis and *sketched* into ``dim``
+  dense columns (a count sketch: every hashed column goes to one bucket with a sign,
+  both fixed by the column, so inner products are kept in expectation);
+- :class:`FeatureSums` adds the vectors of each (model, canary) group, with the group's
+  count and its raw style rates; ``tensor()`` turns the sums into the
+  :class:`~auditor.stats.similarity.SimilarityTensor` the provenance test reads.
+
+The sums of a group do not depend on the order or the batching of its answers, so a
+store updated cycle by cycle and a recomputation from every raw answer under the same
+basis give the same tensor (to floating-point rounding). Every map here is fixed and
+the same for every model, so the model-level null (the suspect exchangeable with the
+controls) is untouched; the sketch adds a little noise to every similarity alike.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Basis", "FeatureSums", "Group", "fit_basis", "group_vectors", "sketch"]
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .similarity import SimilarityTensor
+from .text import (
+    REPRESENTATIONS,
+    STYLE_FEATURES,
+    TextConfig,
+    _mix,
+    embedding_rows,
+    ngram_counts,
+    opening_rows,
+    pos_ngram_counts,
+    style_features,
+)
+
+IDF_REPS = ("word", "char", "layout", "pos")
+SKETCHED = ("word", "char", "layout", "pos", "opening")
+N_STYLE = len(STYLE_FEATURES)
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What the featurisation fixes once: IDF weights per n-gram representation, the
+    style rates' centre and scale, the sketch width, and how many answers it was fitted
+    on. ``digest`` names it."""
+
+    reps: tuple[str, ...]
+    dim: int
+    bits: int
+    n_answers: int
+    emb_dim: int = 0
+    idf: dict[str, np.ndarray] = field(default_factory=dict)
+    style_mean: np.ndarray = field(default_factory=lambda: np.zeros(N_STYLE))
+    style_sd: np.ndarray = field(default_factory=lambda: np.ones(N_STYLE))
+
+    def width(self, rep: str) -> int:
+        """Columns of ``rep``'s vectors (``dim`` when sketched)."""
+        if rep == "style":
+            return N_STYLE
+        if rep == "embedding":
+            return self.emb_dim
+        return self.dim
+
+    def to_bytes(self) -> bytes:
+        header = {"reps": list(self.reps), "dim": self.dim, "bits": self.bits,
+                  "n_answers": self.n_answers, "emb_dim": self.emb_dim,
+                  "idf": sorted(self.idf)}
+        buf = io.BytesIO()
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                  "style_mean": self.style_mean, "style_sd": self.style_sd,
+                  **{f"idf_{r}": self.idf[r] for r in sorted(self.idf)}}
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Basis:
+        with np.load(io.BytesIO(data)) as z:
+            header = json.loads(z["header"].tobytes().decode())
+            return cls(tuple(header["reps"]), int(header["dim"]), int(header["bits"]),
+                       int(header["n_answers"]), int(header["emb_dim"]),
+                       {r: z[f"idf_{r}"].copy() for r in header["idf"]},
+                       z["style_mean"].copy(), z["style_sd"].copy())
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over the parameters and every array's float32/float64 bytes."""
+        h = hashlib.sha256(json.dumps([list(self.reps), self.dim, self.bits, self.n_answers,
+                                       self.emb_dim]).encode())
+        for name in sorted(self.idf):
+            h.update(name.encode() + np.ascontiguousarray(self.idf[name], np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.style_mean, np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.style_sd, np.float64).tobytes())
+        return h.hexdigest()
+
+
+def _counts(texts: Sequence[str], rep: str, config: TextConfig) -> sp.csr_matrix:
+    if rep == "pos":
+        if config.tagger is None:
+            raise ValueError("representation 'pos' needs a tagger (auditor.tagging)")
+        return pos_ngram_counts(config.tagger([t[: config.max_chars] for t in texts]), config)
+    return ngram_counts(texts, rep, config)
+
+
+def fit_basis(
+    texts: Sequence[str], reps: Sequence[str], dim: int = 1024,
+    config: TextConfig | None = None,
+) -> Basis:
+    """Fits IDF weights (smoothed, as ``text.tfidf_normalise``) and style z-scoring on
+    ``texts``."""
+    cfg = config or TextConfig()
+    for rep in reps:
+        if rep not in REPRESENTATIONS:
+            raise ValueError(f"unknown representation {rep!r}; choose from {REPRESENTATIONS}")
+    if dim < 1 or dim & (dim - 1):
+        raise ValueError(f"the sketch width must be a power of two, not {dim}")
+    n = len(texts)
+    idf = {}
+    for rep in reps:
+        if rep in IDF_REPS:
+            df = np.bincount(_counts(texts, rep, cfg).indices, minlength=1 << cfg.bits)
+            idf[rep] = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
+    raw = style_features(texts, cfg) if n else np.zeros((0, N_STYLE))
+    mean = raw.mean(axis=0) if n else np.zeros(N_STYLE)
+    sd = raw.std(axis=0) if n else np.ones(N_STYLE)
+    sd[sd == 0] = 1.0
+    emb_dim = embedding_rows(list(texts[:1]) or [""], cfg).shape[1] if "embedding" in reps else 0
+    return Basis(tuple(reps), dim, cfg.bits, n, emb_dim, idf, mean, sd)
+
+
+SKETCH_S = 4  # buckets per hashed column
+
+
+@lru_cache(maxsize=8)
+def _sketch_matrix(bits: int, dim: int) -> sp.csr_matrix:
+    """``2**bits x dim``: hashed column j goes to ``SKETCH_S`` buckets, each with a sign
+    and weight ``1/sqrt(SKETCH_S)``, all drawn from j (a sparse Johnson-Lindenstrauss
+    map): two heavy columns that share a bucket share one of several, so no single
+    collision decides a similarity."""
+    j = np.arange(1 << bits, dtype=np.uint64)
+    k = dim.bit_length() - 1
+    rows, cols, vals = [], [], []
+    for t in range(SKETCH_S):
+        h = _mix(j * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x632BE59BD9B4E019 + 7919 * t))
+        cols.append((h >> np.uint64(64 - k)).astype(np.int64) if k else np.zeros(j.size, np.int64))
+        vals.append(np.where(h & np.uint64(1), 1.0, -1.0) / np.sqrt(SKETCH_S))
+        rows.append(np.arange(j.size))
+    m = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(j.size, dim))
+    m.sum_duplicates()
+    return m
+
+
+def sketch(x: sp.spmatrix, dim: int) -> np.ndarray:
+    """The rows of ``x`` (``2**bits`` columns) sketched into ``dim`` dense columns."""
+    bits = int(x.shape[1]).bit_length() - 1
+    return np.asarray((sp.csr_matrix(x, dtype=np.float64) @ _sketch_matrix(bits, dim)).toarray())
+
+
+def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    x = counts.tocsr(copy=True).astype(np.float64)
+    x.data = (1.0 + np.log(x.data)) * idf[x.indices]
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
+
+
+def group_vectors(
+    texts: Sequence[str], groups: np.ndarray, n_groups: int, basis: Basis,
+    config: TextConfig | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The sums, per group (``groups[i]`` in ``0..n_groups-1`` is text i's), of the
+    answers' vectors in each representation of the basis, and of their raw style rates
+    (``text.STYLE_FEATURES``). The sketch is linear, so each group's n-gram vectors are
+    added before they are sketched: no dense row per answer is ever made."""
+    cfg = replace(config or TextConfig(), bits=basis.bits)
+    agg = sp.csr_matrix((np.ones(len(texts)), (groups, np.arange(len(texts)))),
+                        shape=(n_groups, len(texts)))
+    raw = style_features(texts, cfg) if texts else np.zeros((0, N_STYLE))
+    out: dict[str, np.ndarray] = {}
+    for rep in basis.reps:
+        if rep == "style":
+            z = (raw - basis.style_mean) / basis.style_sd
+            n = np.linalg.norm(z, axis=1, keepdims=True)
+            n[n == 0] = 1.0
+            out[rep] = np.asarray(agg @ (z / n))
+        elif rep == "embedding":
+            out[rep] = np.asarray(agg @ embedding_rows(texts, cfg))
+        elif rep == "opening":
+            out[rep] = sketch(agg @ opening_rows(texts, cfg), basis.dim)
+        else:
+            out[rep] = sketch(agg @ _tfidf(_counts(texts, rep, cfg), basis.idf[rep]), basis.dim)
+    return out, np.asarray(agg @ raw)
+
+
+@dataclass
+class Group:
+    """One (model, canary) group's sufficient statistics."""
+
+    n: int
+    vectors: dict[str, np.ndarray]
+    style: np.ndarray  # sum of raw style rates
+
+    def pack(self, basis: Basis) -> bytes:
+        return np.concatenate([self.vectors[r] for r in basis.reps] + [self.style]).astype(
+            np.float64).tobytes()
+
+    @classmethod
+    def unpack(cls, n: int, data: bytes, basis: Basis) -> Group:
+        flat = np.frombuffer(data, dtype=np.float64)
+        widths = [basis.width(r) for r in basis.reps]
+        if flat.size != sum(widths) + N_STYLE:
+            raise ValueError(f"a stored feature sum holds {flat.size} numbers where the basis "
+                             f"needs {sum(widths) + N_STYLE}")
+        out, at = {}, 0
+        for r, w in zip(basis.reps, widths, strict=True):
+            out[r], at = flat[at : at + w].copy(), at + w
+        return cls(n, out, flat[at:].copy())
+
+
+class FeatureSums:
+    """Sums of answer vectors per (model, canary): additive, order-free."""
+
+    def __init__(self, basis: Basis) -> None:
+        self.basis = basis
+        self.groups: dict[tuple[Any, Any], Group] = {}
+
+    def add(self, keys: Sequence[tuple[Any, Any]], texts: Sequence[str],
+            config: TextConfig | None = None) -> set[tuple[Any, Any]]:
+        """Featurises ``texts`` (``keys[i]`` = (model, canary) of ``texts[i]``) into the
+        sums; returns the groups it changed."""
+        if not texts:
+            return set()
+        index: dict[tuple[Any, Any], int] = {}
+        groups = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64,
+                             count=len(keys))
+        vecs, raw = group_vectors(texts, groups, len(index), self.basis, config)
+        sizes = np.bincount(groups, minlength=len(index))
+        for k, gi in index.items():
+            g = self.groups.get(k)
+            if g is None:
+                self.groups[k] = Group(int(sizes[gi]), {r: v[gi].copy() for r, v in vecs.items()},
+                                       raw[gi].copy())
+            else:
+                g.n += int(sizes[gi])
+                for r, v in vecs.items():
+                    g.vectors[r] = g.vectors[r] + v[gi]
+                g.style = g.style + raw[gi]
+        return set(index)
+
+    def tensor(self, models: Iterable[str] | None = None,
+               canaries: Sequence[str] | None = None) -> SimilarityTensor:
+        """The similarity tensor of ``models`` (default: every model with a sum)."""
+        ms = tuple(models) if models is not None else tuple(sorted({m for m, _ in self.groups}))
+        if canaries is None:  # sorted: the same tensor however the sums were built
+            canaries = tuple(sorted({c for m, c in self.groups if m in ms}))
+        qs = tuple(canaries)
+        reps = self.basis.reps
+        n_q, n_m = len(qs), len(ms)
+        counts = np.zeros((n_q, n_m), dtype=np.int64)
+        style = np.full((n_q, n_m, N_STYLE), np.nan)
+        sims = np.full((len(reps), n_q, n_m, n_m), np.nan)
+        means = {r: np.zeros((n_q, n_m, self.basis.width(r))) for r in reps}
+        for qi, c in enumerate(qs):
+            for mi, m in enumerate(ms):
+                g = self.groups.get((m, c))
+                if g is None or g.n == 0:
+                    continue
+                counts[qi, mi] = g.n
+                style[qi, mi] = g.style / g.n
+                for r in reps:
+                    means[r][qi, mi] = g.vectors[r] / g.n
+        present = counts > 0
+        mask = present[:, :, None] & present[:, None, :]
+        for ri, r in enumerate(reps):
+            gram = np.einsum("qad,qbd->qab", means[r], means[r])
+            sims[ri] = np.where(mask, gram, np.nan)
+        return SimilarityTensor(ms, qs, reps, sims, counts, style)

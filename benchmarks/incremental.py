@@ -1,0 +1,206 @@
+"""Analysis cost per cycle against the stored history (issue 17).
+
+Fills a store through the real import path with synthetic answers of realistic length
+(about 1,000 characters: each endpoint writes from its own pool of sentences, with its
+own habits, on each canary's topic), 10 endpoints (1 protected, 6 controls, 3 suspects),
+500 free-text canaries, 5 samples: 25,000 responses a cycle, 4 cycles a day. At each
+history size it then times, each in a fresh process (peak memory is that process's
+maximum resident set):
+
+- ``catch-up``: the analysis that featurises what the fill added (at the first size,
+  the whole history);
+- ``cycle``: one more cycle of 25,000 responses imported, then the analysis after it;
+- ``full`` (with ``--full``): ``auditor analyze --full``, every raw response again.
+
+    python -m benchmarks.incremental --db sqlite --history 250000,1000000,3000000
+    python -m benchmarks.incremental --db postgresql --history 1000000 --full
+
+``--db postgresql`` uses (and empties) the database at ``--pg-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from auditor.config import Settings
+
+CANARIES = 500
+SAMPLES = 5
+ROLES = ["protected"] + ["control"] * 6 + ["suspect"] * 3
+NAMES = [f"ep{i}" for i in range(len(ROLES))]
+PER_CYCLE = CANARIES * SAMPLES * len(NAMES)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+WORDS = ("model answer data system value result method process example point case "
+         "language question time people way information number part level form "
+         "analysis approach structure change group problem reason step detail idea").split()
+
+
+def settings(url: str) -> Settings:
+    return Settings.model_validate({"database_url": url, "endpoints": [
+        {"name": n, "provider": "http", "model": n, "role": r, "base_url": "http://127.0.0.1:9/v1"}
+        for n, r in zip(NAMES, ROLES, strict=True)]})
+
+
+class Writer:
+    """Answers of about 1,000 characters from each endpoint's own sentence pool; the
+    last suspect copies the protected model's pool (a student)."""
+
+    def __init__(self) -> None:
+        rng = random.Random(0)
+        self.pools = []
+        for i in range(len(NAMES)):
+            r = random.Random(i)
+            opener = r.choice(["Sure!", "Certainly.", "Here is an overview.", "Great question."])
+            pool = [" ".join(r.choice(WORDS) for _ in range(r.randint(8, 20))).capitalize()
+                    + r.choice([".", ".", "!", ":"]) for _ in range(400)]
+            self.pools.append((opener, pool, r.choice(["\n", " ", "\n- "])))
+        self.pools[-1] = self.pools[0]
+        self.topics = [" ".join(rng.choice(WORDS) for _ in range(3)) for _ in range(CANARIES)]
+
+    def answer(self, ep: int, canary: int, rng: random.Random) -> str:
+        opener, pool, sep = self.pools[ep]
+        parts = [opener, f"About {self.topics[canary]}:"]
+        while sum(map(len, parts)) < 1000:
+            parts.append(rng.choice(pool))
+        return sep.join(parts)
+
+
+def stored(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from auditor.store import open_store
+    from auditor.store.models import Response
+
+    store = open_store(url)
+    try:
+        with store.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Response)) or 0)
+    finally:
+        store.close()
+
+
+def fill(url: str, cycles: range) -> None:
+    """Imports ``cycles`` (25,000 responses each), one endpoint and 40 cycles a call."""
+    from auditor.canary import Canary
+    from auditor.importer import ImportRecord, import_records
+    from auditor.registry import sync_registry
+    from auditor.store import open_store, sync_endpoints
+
+    writer, rng = Writer(), random.Random(cycles.start)
+    s_ = settings(url)
+    store = open_store(s_)
+    try:
+        with store.session() as s:
+            eps = sync_endpoints(s, s_)
+            sync_registry(s, [Canary(id=f"c{i:03d}", kind="free_text", prompt=f"Explain {t}.")
+                              for i, t in enumerate(writer.topics)])
+        for lo in range(cycles.start, cycles.stop, 40):
+            block = range(lo, min(lo + 40, cycles.stop))
+            for e, name in enumerate(NAMES):
+                recs = [ImportRecord(canary_id=f"c{q:03d}", sample_index=c * SAMPLES + k,
+                                     collected_at=START + timedelta(hours=6 * c),
+                                     text=writer.answer(e, q, rng))
+                        for c in block for q in range(CANARIES) for k in range(SAMPLES)]
+                with store.session() as s:
+                    import_records(s, eps[name], recs, source=f"bench-{name}-{lo}")
+    finally:
+        store.close()
+
+
+def analyse(url: str, full: bool) -> dict[str, float]:
+    """One analysis in this process: seconds, peak RSS, answers featurised, verdicts."""
+    from auditor.analysis import analyze_all
+    from auditor.store import open_store
+
+    s_ = settings(url)
+    store = open_store(s_)
+    t0 = time.perf_counter()
+    try:
+        with store.session() as s:
+            verdicts = analyze_all(s, s_, full=full)
+            feats = next((v.params.get("features") for v in verdicts), None) or {}
+    finally:
+        store.close()
+    took = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    flagged = sorted(v.suspect_id for v in verdicts if v.significant and v.segment is None)
+    return {"seconds": took, "peak_mib": peak, "added": feats.get("answers_added", 0),
+            "verdicts": len(verdicts), "flagged": len(flagged)}
+
+
+def _child(url: str, full: bool) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.incremental", "--child", url]
+                         + (["--full"] if full else []), capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _reset_pg(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--history", default="250000,1000000",
+                    help="comma-separated stored-response counts to measure at")
+    ap.add_argument("--full", action="store_true", help="also time `analyze --full`")
+    ap.add_argument("--keep", type=Path, help="SQLite: keep the database at this path")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(analyse(args.child, args.full)))
+        return 0
+    sizes = sorted(int(x) for x in args.history.split(","))
+    with tempfile.TemporaryDirectory(prefix="auditor-incremental-") as tmp:
+        if args.db == "postgresql":
+            url = args.pg_url
+            _reset_pg(url)
+        else:
+            url = f"sqlite:///{args.keep or Path(tmp) / 'history.db'}"
+        from auditor.store import db, open_store
+
+        open_store(url, migrate=True).close()
+        del db
+        cycles = 0
+        for size in sizes:
+            t0 = time.perf_counter()
+            target = -(-size // PER_CYCLE)
+            fill(url, range(cycles, target))
+            cycles = target
+            filled = time.perf_counter() - t0
+            n = stored(url)
+            catch = _child(url, False)
+            fill(url, range(cycles, cycles + 1))
+            cycles += 1
+            one = _child(url, False)
+            line = (f"db={args.db} stored={n} fill={filled:.0f}s "
+                    f"catch_up={catch['seconds']:.1f}s ({catch['added']:.0f} answers, "
+                    f"peak {catch['peak_mib']:.0f} MiB) "
+                    f"cycle={one['seconds']:.2f}s ({one['added']:.0f} answers, "
+                    f"peak {one['peak_mib']:.0f} MiB, flagged {one['flagged']:.0f} of "
+                    f"{one['verdicts']:.0f})")
+            if args.full:
+                full = _child(url, True)
+                line += (f" full={full['seconds']:.1f}s (peak {full['peak_mib']:.0f} MiB)")
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""The feature cache: answers featurised once, summed per (endpoint, canary); the
+incremental analysis gives the verdicts of a full recomputation from the raw responses."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sqlalchemy import select
+
+from auditor.analysis import analyze_all
+from auditor.config import Settings
+from auditor.demo.lm import TrigramLM
+from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
+from auditor.demo.world import build_models, harvest_prompts
+from auditor.importer import ImportRecord, import_records
+from auditor.registry import load_registry, retire, sync_registry
+from auditor.stats.features import Basis, FeatureSums, fit_basis
+from auditor.stats.similarity import canary_similarities
+from auditor.store import Store, open_store, sync_endpoints
+from auditor.store.models import Endpoint, FeatureBasis, FeatureSum, Verdict
+from tests.factories import settings_with
+
+ROLES = {name: role for name, (role, _) in DEMO_ENDPOINTS.items()}
+REPS = ("word", "layout", "style")
+
+
+@pytest.fixture(scope="module")
+def lms() -> dict[str, TrigramLM]:
+    models = build_models().lms
+    rng = random.Random(5)
+    teacher = models["protected"]
+    pairs = [(p, teacher.generate(p, rng)) for p in harvest_prompts() for _ in range(2)]
+    return {**models, "student": TrigramLM().fit(pairs)}
+
+
+def _texts(lms: dict[str, TrigramLM], n_canaries: int, samples: int, seed: int
+           ) -> tuple[list[tuple[str, str]], list[str]]:
+    rng = random.Random(seed)
+    keys, texts = [], []
+    for m in sorted(set(lms) - {'student'})[:6]:
+        for q in range(n_canaries):
+            for _ in range(samples):
+                keys.append((m, f"q{q:02d}"))
+                texts.append(lms[m].generate(f"Tell me about topic {q}.", rng, 0.8))
+    return keys, texts
+
+
+def test_sums_do_not_depend_on_order_or_batching(lms: dict[str, TrigramLM]) -> None:
+    keys, texts = _texts(lms, 8, 3, seed=1)
+    basis = fit_basis(texts, REPS, dim=256)
+    once = FeatureSums(basis)
+    once.add(keys, texts)
+    pieces = FeatureSums(basis)
+    order = list(range(len(texts)))
+    random.Random(2).shuffle(order)
+    for start in range(0, len(order), 7):
+        part = order[start:start + 7]
+        pieces.add([keys[i] for i in part], [texts[i] for i in part])
+    a, b = once.tensor(), pieces.tensor()
+    assert a.models == b.models and a.canaries == b.canaries
+    np.testing.assert_allclose(a.sims, b.sims, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.style, b.style, rtol=1e-10)
+
+
+def test_the_basis_round_trips_and_its_digest_names_it(lms: dict[str, TrigramLM]) -> None:
+    _, texts = _texts(lms, 4, 2, seed=3)
+    basis = fit_basis(texts, REPS, dim=128)
+    again = Basis.from_bytes(basis.to_bytes())
+    assert again.digest == basis.digest and again.reps == REPS and again.dim == 128
+    np.testing.assert_array_equal(again.idf["word"], basis.idf["word"])
+    other = fit_basis(texts[:-5], REPS, dim=128)
+    assert other.digest != basis.digest
+    with pytest.raises(ValueError, match="power of two"):
+        fit_basis(texts, REPS, dim=100)
+
+
+def test_the_sketch_keeps_the_exact_similarities_close(lms: dict[str, TrigramLM]) -> None:
+    """Fitted on the same answers, the sums give the similarities of the exact batch
+    pass (2**18 sparse columns) up to the sketch's noise, which shrinks with its width."""
+    keys, texts = _texts(lms, 12, 2, seed=4)
+    responses: dict[str, dict[str, list[str]]] = {}
+    for (m, q), t in zip(keys, texts, strict=True):
+        responses.setdefault(m, {}).setdefault(q, []).append(t)
+    exact = canary_similarities(responses, sorted({q for _, q in keys}), reps=REPS)
+    errors = {}
+    for dim in (64, 4096):
+        sums = FeatureSums(fit_basis(texts, REPS, dim=dim))
+        sums.add(keys, texts)
+        sk = sums.tensor(exact.models, exact.canaries)
+        errors[dim] = float(np.nanmax(np.abs(sk.sims[0] - exact.sims[0])))
+        np.testing.assert_allclose(sk.sims[2], exact.sims[2], atol=1e-6)  # style: not sketched
+    assert errors[4096] < 0.05 and errors[4096] < errors[64]
+
+
+# --- through the store -------------------------------------------------------------
+
+
+def _settings(**analysis: object) -> Settings:
+    return settings_with(ROLES, analysis={"basis_fit_answers": 0, "sketch_dim": 256,
+                                          **analysis})
+
+
+def _cycle(store: Store, settings: Settings, folder: Path, lms: dict[str, TrigramLM],
+           start: datetime, seed: int) -> None:
+    """One cycle: every endpoint answers every live free-text canary once."""
+    reg = load_registry(folder)
+    rng = random.Random(seed)
+    with store.session() as s:
+        eps = sync_endpoints(s, settings)
+        sync_registry(s, reg)
+        live = [c for c in reg.canaries if c.canary.kind == "free_text"]
+        for name in ROLES:
+            import_records(s, eps[name], [
+                ImportRecord(canary_id=c.canary.id, sample_index=seed, collected_at=start,
+                             text=lms[name].generate(c.canary.chat()[-1]["content"], rng, 0.8))
+                for c in live], source=f"{name}-{seed}")
+
+
+def _latest(store: Store) -> dict[str, Verdict]:
+    with store.session() as s:
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+        rows = s.scalars(select(Verdict).where(Verdict.segment.is_(None))
+                         .order_by(Verdict.id)).all()
+        return {names[v.suspect_id]: v for v in rows}
+
+
+def _analyse(store: Store, settings: Settings, **kw: object) -> dict[str, Verdict]:
+    with store.session() as s:
+        analyze_all(s, settings, monitor_update=False, **kw)  # type: ignore[arg-type]
+    return _latest(store)
+
+
+def _same(a: dict[str, Verdict], b: dict[str, Verdict]) -> None:
+    assert set(a) == set(b) and a
+    for name in a:
+        x, y = a[name], b[name]
+        assert x.canaries == y.canaries and x.n_samples == y.n_samples
+        assert x.p_value == pytest.approx(y.p_value, rel=1e-9, abs=1e-12)
+        assert x.statistic == pytest.approx(y.statistic, rel=1e-9, abs=1e-12)
+        assert x.effect == pytest.approx(y.effect, rel=1e-9, abs=1e-12)
+        reps = x.channels["free_text"]["representations"]
+        assert reps == pytest.approx(y.channels["free_text"]["representations"], rel=1e-9)
+
+
+def test_the_incremental_path_gives_the_full_paths_verdicts(
+    tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    """Cycles, a restart, a changed canary and a retired one: after each, the verdicts
+    read from the sums equal those of a recomputation from every raw response."""
+    folder = tmp_path / "canaries"
+    write_canaries(folder, n_text=12, n_watermark=0)
+    settings = _settings()
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    store = open_store(url)
+    _cycle(store, settings, folder, lms, day, seed=0)
+    _analyse(store, settings)
+    _cycle(store, settings, folder, lms, day + timedelta(hours=6), seed=1)
+    first = _analyse(store, settings)
+    assert first["student"].params["features"]["answers_added"] == 12 * len(ROLES)
+    store.close()
+
+    store = open_store(url)  # a restart
+    _cycle(store, settings, folder, lms, day + timedelta(hours=12), seed=2)
+    path = folder / "demo.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["canaries"][0]["prompt"] += " Answer briefly."  # a new version of that canary
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _cycle(store, settings, folder, lms, day + timedelta(hours=18), seed=3)
+    with store.session() as s:
+        retire(s, doc["canaries"][1]["id"])
+    _cycle(store, settings, folder, lms, day + timedelta(hours=24), seed=4)
+    incremental = _analyse(store, settings)
+    assert incremental["student"].params["features"]["rebuilt"] is None
+    full = _analyse(store, settings, full=True)
+    assert full["student"].params["features"]["mismatched_sums"] == 0
+    _same(incremental, full)
+    assert incremental["student"].significant and not incremental["indie-suspect"].significant
+    store.close()
+
+
+def test_a_tampered_sum_is_found_and_replaced_by_the_full_path(
+    tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    folder = tmp_path / "canaries"
+    write_canaries(folder, n_text=10, n_watermark=0)
+    settings = _settings()
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    _cycle(store, settings, folder, lms, datetime(2026, 11, 1, tzinfo=UTC), seed=0)
+    before = _analyse(store, settings)
+    with store.session() as s:  # one number of one sum, and another sum's answer set
+        a, b = s.scalars(select(FeatureSum).order_by(FeatureSum.id).limit(2)).all()
+        data = np.frombuffer(a.data, dtype=np.float64).copy()
+        data[3] += 0.5
+        a.data = data.tobytes()
+        b.digest = "f" * 64
+    tampered = _analyse(store, settings)
+    assert tampered != before  # the incremental path trusts the cache
+    full = _analyse(store, settings, full=True)
+    assert full["student"].params["features"]["mismatched_sums"] == 2
+    _same(before, full)
+    again = _analyse(store, settings, full=True)
+    assert again["student"].params["features"]["mismatched_sums"] == 0
+    store.close()
+
+
+def test_the_basis_is_refitted_while_small_and_then_stays(
+    tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    folder = tmp_path / "canaries"
+    write_canaries(folder, n_text=8, n_watermark=0)
+    per_cycle = 8 * len(ROLES)
+    settings = _settings(basis_fit_answers=2 * per_cycle)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    fitted = []
+    for i in range(4):
+        _cycle(store, settings, folder, lms, day + timedelta(hours=i), seed=i)
+        v = _analyse(store, settings)["student"].params["features"]
+        fitted.append((v["basis_answers"], v["rebuilt"] is not None, v["answers_added"]))
+    assert fitted == [(per_cycle, True, per_cycle), (2 * per_cycle, True, 2 * per_cycle),
+                      (2 * per_cycle, False, per_cycle), (2 * per_cycle, False, per_cycle)]
+    with store.session() as s:
+        assert len(s.scalars(select(FeatureBasis)).all()) == 1
+    # a change of representations makes a new basis, whatever its size
+    changed = _settings(basis_fit_answers=2 * per_cycle, representations=["word", "style"])
+    v = _analyse(store, changed)["student"].params["features"]
+    assert v["rebuilt"] and v["basis_answers"] == 4 * per_cycle
+    store.close()
