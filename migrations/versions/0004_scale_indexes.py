@@ -13,7 +13,7 @@ Create Date: 2026-12-07
 - ``attempts (status, finished_at)``: failed attempts of the last day (``auditor status``).
 
 On PostgreSQL ``CREATE INDEX`` blocks writes to the table (not reads) while it builds:
-1.6 s for all four on 490,000 responses and 500,000 attempts on a 2-core machine
+1.6 to 3.6 s for all four on 490,000 responses and 500,000 attempts on a 2-core machine
 (BENCHMARKS.md, "Database at scale"); stop the daemons and workers for the upgrade.
 """
 
