@@ -105,3 +105,55 @@ def test_bad_config_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     result = run("canaries", "validate", cwd=tmp_path)
     assert result.returncode == 2
     assert "daemon.heartbeat_seconds" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_db_stats_without_a_migrated_database_names_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "var" / "none.db"
+    result = run("db", "stats", cwd=tmp_path,
+                 env={"AUDITOR_DATABASE_URL": f"sqlite:///{missing}"})
+    assert result.returncode == 2
+    assert "auditor db upgrade" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not missing.exists()  # reading stats creates nothing
+
+    empty = tmp_path / "empty.db"
+    create_engine(f"sqlite:///{empty}").connect().close()
+    result = run("db", "stats", cwd=tmp_path, env={"AUDITOR_DATABASE_URL": f"sqlite:///{empty}",
+                                                  "COLUMNS": "300"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has no auditor schema (fix: run `auditor db upgrade`)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_db_stats_shows_rows_sizes_and_responses_per_day(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from auditor.store import open_store
+    from tests.factories import fill, settings_with
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    st = open_store(url)
+    try:
+        settings = settings_with({"p": "protected"})
+        fill(st, settings, {"p": {"ft-greeting": ["Hi!", "Hello!"]}}, start=midnight)
+        fill(st, settings, {"p": {"ft-greeting": ["Hey!"]}}, start=midnight - timedelta(days=2))
+    finally:
+        st.close()
+    env = {"AUDITOR_DATABASE_URL": url, "COLUMNS": "200"}
+    as_json = run("db", "stats", "--days", "3", "--json", cwd=tmp_path, env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [(d["rows"], d["imported"]) for d in data["days"]] == [(1, 1), (0, 0), (2, 2)]
+    assert data["days"][-1]["day"] == midnight.date().isoformat()
+    tables = {t["name"]: t for t in data["tables"]}
+    assert tables["responses"]["rows"] == 3 and tables["responses"]["bytes"] > 0
+    assert data["size_source"] == "dbstat" and data["database_bytes"] > 0
+
+    shown = run("db", "stats", "--days", "3", cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "responses per day" in shown.stdout
+    assert "3 responses in 3 days, 1.0 a day on average" in shown.stdout
+    row = next(line for line in shown.stdout.splitlines() if "│ responses " in line)
+    assert row.split("│")[2].strip() == "3"

@@ -172,6 +172,7 @@ class Attempt(Base):
             "cycle_id", "endpoint_id", "canary_version_id", "sample_index", name="uq_attempts_slot"
         ),
         Index("ix_attempts_status_cycle", "status", "cycle_id"),
+        Index("ix_attempts_status_finished", "status", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -202,7 +203,13 @@ class Response(Base):
     """
 
     __tablename__ = "responses"
-    __table_args__ = (Index("ix_responses_endpoint_canary", "endpoint_id", "canary_version_id"),)
+    __table_args__ = (
+        Index("ix_responses_endpoint_canary", "endpoint_id", "canary_version_id"),
+        # at scale (migration 0004): an endpoint's responses by seq or time, all by time
+        Index("ix_responses_endpoint_seq", "endpoint_id", "seq"),
+        Index("ix_responses_endpoint_collected", "endpoint_id", "collected_at"),
+        Index("ix_responses_collected_at", "collected_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)

@@ -73,3 +73,35 @@ def test_a_recomputed_forgery_is_caught_by_the_next_link(store: Store) -> None:
     with store.session() as s:
         check = ledger.verify(s)
     assert check.broken is not None and check.broken.seq == 3
+
+
+def test_raw_bodies_moved_out_leave_the_ledger_verifiable(any_store: Store) -> None:
+    """Retention (README): the chain holds raw_sha256, not the body, so raw_body can be
+    archived elsewhere and cleared; the archived body still hashes to raw_sha256."""
+    from datetime import UTC, datetime
+
+    from auditor.canonical import sha256_hex
+    from auditor.importer import ImportRecord, import_records
+    from auditor.registry import load_registry, sync_registry
+    from auditor.store import sync_endpoints
+    from tests.factories import REPO
+
+    with any_store.session() as s:
+        eps = sync_endpoints(s, settings_with({"p": "protected"}))
+        sync_registry(s, load_registry(REPO / "canaries"))
+        import_records(s, eps["p"], [
+            ImportRecord(canary_id="ft-greeting", sample_index=i, text=f"Hello {i}",
+                         raw=f'{{"id": "chatcmpl-{i}", "text": "Hello {i}"}}',
+                         collected_at=datetime(2026, 11, 1, 12, i, tzinfo=UTC))
+            for i in range(3)], source="p.jsonl")
+    with any_store.session() as s:
+        archive = {seq: (digest, body) for seq, digest, body in s.execute(
+            select(Response.seq, Response.raw_sha256, Response.raw_body)).tuples()}
+        s.execute(update(Response).where(Response.seq <= 2).values(raw_body=None))
+    with any_store.session() as s:
+        check = ledger.verify(s)
+        left = s.scalars(select(Response.raw_body).order_by(Response.seq)).all()
+    assert check.ok and check.rows == 3
+    assert left[:2] == [None, None] and left[2] is not None
+    assert all(body is not None and sha256_hex(body) == digest
+               for digest, body in archive.values())
