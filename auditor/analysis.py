@@ -217,6 +217,7 @@ def _identity(
     res = stats.identity_test(per[suspect], {c: per.get(c, {}) for c in controls}, combined)
     return {
         "p_value": res.p_value,
+        "rank_p_value": res.rank_p_value,
         "suspect_claims": res.suspect_claims,
         "suspect_total": res.suspect_total,
         "control_claims": res.control_claims,

@@ -45,6 +45,7 @@ from auditor.errors import AuditorError, Problem
 from auditor.figures import TimelinePoint, timeline_svg
 from auditor.redact import MARK, quoted_spans, redact
 from auditor.registry import UnsealedCanary, unseal
+from auditor.stats.identity import POPULATION, lone_claimer_bound
 from auditor.store.ledger import ledger_record
 from auditor.store.models import (
     Attempt,
@@ -512,7 +513,7 @@ _CHANNEL_LABELS = {
 }
 # shown in words by _identity_figures, or as the p-value column
 _NOT_FIGURES = {"p_value", "response_level_fisher_p", "suspect_claims", "suspect_total",
-                "control_claims", "control_total"}
+                "control_claims", "control_total", "rank_p_value"}
 
 
 def _channel_rows(channels: dict[str, Any]) -> list[dict[str, Any]]:
@@ -591,11 +592,21 @@ def _identity_floor(ch: dict[str, Any]) -> str | None:
     if not isinstance(rates, list) or not rates:
         return None
     k = len(rates)
-    return (f"This p-value ranks the suspect's claim rate among the {k + 1} models (suspect "
-            f"and {k} controls): if the suspect were one more independent model, it would "
-            f"rank first by chance with probability 1/({k}+1). So the smallest p-value this "
-            f"channel can give with {k} controls is 1/({k}+1) = {fmt_p(1 / (k + 1))}, however "
-            "clear the contrast.")
+    rank = ch.get("rank_p_value")
+    if not isinstance(rank, int | float):  # a verdict from before the population p-value
+        return (f"This p-value ranks the suspect's claim rate among the {k + 1} models "
+                f"(suspect and {k} controls): if the suspect were one more independent model, "
+                f"it would rank first by chance with probability 1/({k}+1). So the smallest "
+                f"p-value this channel can give with {k} controls is 1/({k}+1) = "
+                f"{fmt_p(1 / (k + 1))}, however clear the contrast.")
+    floor = lone_claimer_bound(k, 0)
+    return (f"Ranked among the {k + 1} models (suspect and {k} controls), the suspect's claim "
+            f"rate gives p = {fmt_p(float(rank))}: one more independent model would rank first "
+            f"by chance with probability 1/({k}+1). Taking the models as a sample from a "
+            f"population of at least {POPULATION} independent models, whatever their claim "
+            "rates, it is also unlikely that so few of them claim at all: the p-value shown "
+            f"uses that too. Its smallest value with {k} controls, when the suspect alone "
+            f"claims, is {fmt_p(floor)}, however clear the contrast.")
 
 
 def build_context(

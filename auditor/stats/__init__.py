@@ -46,7 +46,7 @@ Other channels (each returns a small dataclass with ``p_value``)::
 
     choice_test(protected, suspect, controls)             # 1 - Jensen-Shannon distance
     g_test(answers_a, answers_b) -> (G, p)                # per-canary evidence
-    identity_test(suspect, controls, patterns)            # Fisher exact vs controls
+    identity_test(suspect, controls, patterns)            # population p of the claim rate
     logprob_test(protected, suspect, controls, measure="overlap" | "kl")
     radioactivity_test(token_id_sequences, green_list, windows=None)  # exact binomial,
         # distinct (window, token) tuples; windows: the protected model's (Sander filter)

@@ -4,7 +4,7 @@ import numpy as np
 from scipy import stats
 
 from auditor.stats.choice import choice_test, g_test, js_distance, normalise_choice
-from auditor.stats.identity import identity_test
+from auditor.stats.identity import identity_test, lone_claimer_bound
 from auditor.stats.logprob import kl_divergence, logprob_test, topk_overlap
 
 
@@ -59,13 +59,14 @@ def test_identity_test_flags_a_suspect_claiming_the_protected_identity() -> None
         f"C{j}": {f"q{i}": ["I am a helpful assistant."] * 3 for i in range(5)} for j in range(5)
     }
     r = identity_test(suspect, controls, pats)
-    assert r.p_value == 1 / 6  # the most extreme of six exchangeable models
+    assert r.rank_p_value == 1 / 6  # the most extreme of six exchangeable models
+    assert r.p_value == lone_claimer_bound(5, 0) < 1 / 6  # ... and the only one that claims
     assert r.fisher_p < 1e-6 and r.suspect_claims == 15 and len(r.claiming_canaries) == 5
     assert identity_test(controls["C0"], controls, pats).p_value == 1.0
 
 
 def test_identity_p_value_is_valid_when_the_suspect_is_one_more_independent_model() -> None:
-    """Exchangeable claim rates: P(p <= u) <= u for the rank p-value."""
+    """I.i.d. claim rates: P(p <= u) <= u for the population p-value (and so the rank's)."""
     rng = np.random.default_rng(3)
     pats = [r"\bAurora\b"]
     ps = []
@@ -76,7 +77,7 @@ def test_identity_p_value_is_valid_when_the_suspect_is_one_more_independent_mode
         ps.append(identity_test(models[0], {f"C{j}": m for j, m in enumerate(models[1:])},
                                 pats).p_value)
     ps_arr = np.array(ps)
-    for u in (1 / 6, 2 / 6, 3 / 6):
+    for u in (lone_claimer_bound(5, 0), lone_claimer_bound(5, 1), 1 / 6, 2 / 6, 3 / 6):
         assert (ps_arr <= u + 1e-12).mean() <= u + 0.03
 
 
