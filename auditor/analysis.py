@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from auditor import features, stats
+from auditor import features, model_runs, stats
 from auditor.canary import ChoiceExpect, normalize_choice
 from auditor.config import Settings
 from auditor.errors import AuditorError
@@ -74,25 +74,28 @@ def load_evidence(
     max_seq: int | None = None,
     only: tuple[str, int, int] | None = None,
     kinds: Collection[str] | None = None,
+    stored_runs: bool = False,
 ) -> Evidence:
     """Reads the responses of ``endpoints`` in one streamed query.
 
     ``only=(endpoint, first_seq, last_seq)`` keeps that endpoint's responses in the range;
     ``kinds`` keeps the texts of those canary kinds only (the reported models and the last
-    seq still cover every response).
+    seq still cover every response); ``stored_runs`` takes the reported models' runs from
+    ``model_runs`` (brought up to date by the caller) instead of asking the database.
     """
     versions = {v.id: v for v in session.scalars(select(CanaryVersion))}
     names = {e.id: e.name for e in endpoints}
     ev = Evidence({e.name: e for e in endpoints}, versions)
     keys = {vid: version_key(v) for vid, v in versions.items()}
     ev.key_version = {k: vid for vid, k in keys.items()}
-    bounds: list[ColumnElement[bool]] = [Response.endpoint_id.in_(list(names))]
+    window: list[ColumnElement[bool]] = []
     if since is not None:
-        bounds.append(Response.collected_at >= since)
+        window.append(Response.collected_at >= since)
     if until is not None:
-        bounds.append(Response.collected_at <= until)
+        window.append(Response.collected_at <= until)
     if max_seq is not None:
-        bounds.append(Response.seq <= max_seq)
+        window.append(Response.seq <= max_seq)
+    bounds = [Response.endpoint_id.in_(list(names)), *window]
     q = select(Response.endpoint_id, Response.canary_version_id, Response.text,
                Response.seq, Response.logprobs).where(*bounds).order_by(Response.seq)
     if kinds is not None:
@@ -112,29 +115,10 @@ def load_evidence(
             logprobs[name][key].append(lp)
     ev.texts = {k: {e: dict(c) for e, c in v.items()} for k, v in texts.items()}
     ev.logprobs = {e: dict(v) for e, v in logprobs.items()}
-    ev.reported = _reported_runs(session, names, bounds)
+    ev.reported = (model_runs.runs(session, names) if stored_runs
+                   else model_runs.runs_between(session, names, window))
     ev.last_seq = int(session.scalar(select(func.max(Response.seq)).where(*bounds)) or 0)
     return ev
-
-
-def _reported_runs(session: Session, names: dict[int, str], bounds: list[Any],
-                   ) -> dict[str, list[tuple[int, str]]]:
-    """(first seq, model) of each run of one reported model per endpoint within
-    ``bounds`` (responses that report none are skipped), found by the database (a window
-    function), not by reading every row here."""
-    prev = func.lag(Response.reported_model).over(partition_by=Response.endpoint_id,
-                                                  order_by=Response.seq)
-    sub = (select(Response.endpoint_id, Response.seq, Response.reported_model,
-                  prev.label("prev"))
-           .where(*bounds, Response.reported_model.is_not(None), Response.reported_model != "")
-           .subquery())
-    q = (select(sub.c.endpoint_id, sub.c.seq, sub.c.reported_model)
-         .where(or_(sub.c.prev.is_(None), sub.c.prev != sub.c.reported_model))
-         .order_by(sub.c.seq))
-    reported: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for ep_id, seq, model in session.execute(q):
-        reported[names[ep_id]].append((seq, model))
-    return dict(reported)
 
 
 @dataclass
@@ -683,8 +667,10 @@ def _evidence(
     except Exception as exc:  # every pair's free-text channel fails; the others go on
         error = f"{type(exc).__name__}: {exc}"
     read_all = window or texts or cache is None
+    if not window:
+        model_runs.update(session)
     ev = load_evidence(session, rows, since=since, until=until,
-                       kinds=None if read_all else _OTHER_KINDS)
+                       kinds=None if read_all else _OTHER_KINDS, stored_runs=not window)
     sim = None
     if cache is not None:
         try:

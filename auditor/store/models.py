@@ -20,6 +20,7 @@ __all__ = [
     "FeatureSum",
     "Heartbeat",
     "LedgerHead",
+    "ModelRun",
     "MonitorState",
     "RegistryCommit",
     "Report",
@@ -270,6 +271,21 @@ class FeatureSum(Base):
     digest: Mapped[str] = mapped_column(String(64))
     last_seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelRun(Base):
+    """A run of one reported model in an endpoint's responses (seq ``first_seq`` to
+    ``last_seq``; responses that report none are skipped), kept as responses arrive so
+    that finding a change of model does not read the whole history."""
+
+    __tablename__ = "model_runs"
+    __table_args__ = (UniqueConstraint("endpoint_id", "first_seq"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(String(200))
 
 
 class LedgerHead(Base):

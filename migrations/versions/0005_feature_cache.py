@@ -1,5 +1,6 @@
 """the feature cache: a fixed featurisation basis and per-(endpoint, canary version)
-sums of answer vectors, so that an analysis featurises each answer once
+sums of answer vectors, so that an analysis featurises each answer once; the runs of
+each endpoint's reported model, kept as responses arrive
 
 Revision ID: 0005
 Revises: 0004
@@ -58,7 +59,22 @@ def upgrade() -> None:
                             name=op.f("uq_feature_sums_basis_id_endpoint_id_canary_version_id")),
     )
 
+    op.create_table(
+        "model_runs",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("endpoint_id", ID, nullable=False),
+        sa.Column("first_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(["endpoint_id"], ["endpoints.id"],
+                                name=op.f("fk_model_runs_endpoint_id_endpoints")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_runs")),
+        sa.UniqueConstraint("endpoint_id", "first_seq",
+                            name=op.f("uq_model_runs_endpoint_id_first_seq")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("model_runs")
     op.drop_table("feature_sums")
     op.drop_table("feature_bases")
