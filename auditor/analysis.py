@@ -20,6 +20,8 @@ from __future__ import annotations
 
 __all__ = ["AnalysisProblem", "Evidence", "PairResult", "analyze_all", "load_evidence"]
 
+import hashlib
+import json
 import math
 import re
 from collections import defaultdict
@@ -135,6 +137,7 @@ class PairResult:
     segment: str | None = None
     left_out: dict[str, str] = field(default_factory=dict)  # channel -> why (a data gap)
     failed: dict[str, str] = field(default_factory=dict)  # channel -> the error
+    evidence: list[Any] = field(default_factory=list)  # [newest seq, settings digest]
 
 
 @dataclass(frozen=True)
@@ -557,6 +560,7 @@ def analyze_all(
     monitor_update: bool = True,
     problems: list[AnalysisProblem] | None = None,
     full: bool = False,
+    changed_only: bool = False,
 ) -> list[Verdict]:
     """Analyses every (suspect, protected) pair, stores verdicts and monitors; caller commits.
 
@@ -565,6 +569,10 @@ def analyze_all(
     and pairs that failed as a whole, are appended to ``problems``; they never stop the
     other pairs. ``full``: rebuild the feature cache from the raw responses first
     (``features.update``); the verdicts are the same as the incremental path's.
+    ``changed_only`` (the daemon after a cycle): a pair whose suspect, protected model and
+    controls have no response since its newest verdict, under the same settings and code
+    (``params["evidence"]``), gets no new verdict and its monitor no new look; its p still
+    counts in the false discovery rate of the others.
     """
     problems = problems if problems is not None else []
     now = now or utcnow()
@@ -606,9 +614,18 @@ def analyze_all(
     text_endpoints = _text_endpoints(session, rows) if sim_error or wm_error else set()
     results: list[PairResult] = []
     audits: Audits = {}  # of this similarity pass
+    seen = _evidence_seqs(session, rows)
+    config = _config_digest(settings, controls)
+    previous = _latest_verdicts(session) if changed_only else {}
+    held: list[float] = []  # p of the pairs whose evidence did not change (for the FDR)
     for p in prot:
         for s in sus:
             if s == p:
+                continue
+            evidence_seq = max(seen.get(x, 0) for x in (s, p, *controls))
+            last = previous.get((ids[s], ids[p]))
+            if last is not None and (last.params or {}).get("evidence") == [evidence_seq, config]:
+                held.append(last.p_value)  # nothing new for this pair: no new verdict
                 continue
             try:
                 pr = analyze_pair(ev, sim, p, s, controls, seed=seed, min_controls=min_controls,
@@ -623,14 +640,16 @@ def analyze_all(
                 pr.left_out["watermark"] = wm_error
             problems += _problems(pr)
             if pr.channels:
+                pr.evidence = [evidence_seq, config]
                 results.append(pr)
     if not results:
         return []
-    q, _ = stats.benjamini_hochberg([r.p_value for r in results], settings.analysis.alpha)
+    q, _ = stats.benjamini_hochberg([r.p_value for r in results] + held,
+                                    settings.analysis.alpha)
     verdicts = []
     alpha = settings.analysis.alpha
-    for pr, qv in zip(results, q, strict=True):
-        v = _verdict(pr, ids, params)
+    for pr, qv in zip(results, q[:len(results)], strict=True):
+        v = _verdict(pr, ids, {**params, "evidence": pr.evidence})
         v.q_value, v.created_at = float(qv), now
         v.significant = bool(qv <= alpha)
         try:  # both compute before they change anything: a failing pair changes nothing
@@ -648,6 +667,27 @@ def analyze_all(
     session.add_all(verdicts)
     session.flush()
     return verdicts
+
+
+def _evidence_seqs(session: Session, rows: Sequence[Endpoint]) -> dict[str, int]:
+    """Each endpoint's newest response (seq), one index lookup each."""
+    return {e.name: int(session.scalar(select(func.max(Response.seq)).where(
+        Response.endpoint_id == e.id)) or 0) for e in rows}
+
+
+def _config_digest(settings: Settings, controls: Sequence[str]) -> str:
+    """What else a verdict depends on: the analysis settings, the controls, the code."""
+    blob = json.dumps([settings.analysis.model_dump(mode="json"), sorted(controls),
+                       code_version()], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _latest_verdicts(session: Session) -> dict[tuple[int, int], Verdict]:
+    """The newest whole-evidence verdict of every (suspect, protected) pair."""
+    newest = (select(func.max(Verdict.id)).where(Verdict.segment.is_(None))
+              .group_by(Verdict.suspect_id, Verdict.protected_id))
+    return {(v.suspect_id, v.protected_id): v
+            for v in session.scalars(select(Verdict).where(Verdict.id.in_(newest)))}
 
 
 def _evidence(

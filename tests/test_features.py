@@ -233,3 +233,31 @@ def test_the_basis_is_refitted_while_small_and_then_stays(
     v = _analyse(store, changed)["student"].params["features"]
     assert v["rebuilt"] and v["basis_answers"] == 4 * per_cycle
     store.close()
+
+
+def test_after_a_cycle_only_the_pairs_with_new_evidence_get_a_verdict(
+    tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    folder = tmp_path / "canaries"
+    write_canaries(folder, n_text=8, n_watermark=0)
+    settings = _settings()
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    _cycle(store, settings, folder, lms, day, seed=0)
+
+    def run(cfg: Settings = settings) -> list[str]:
+        with store.session() as s:
+            names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+            return sorted(names[v.suspect_id] for v in analyze_all(s, cfg, changed_only=True)
+                          if v.segment is None)
+
+    assert run() == ["indie-suspect", "student"]
+    assert run() == []  # nothing new: no verdict, no monitor look
+    with store.session() as s:  # the student alone answers again
+        eps = sync_endpoints(s, settings)
+        import_records(s, eps["student"], [ImportRecord(
+            canary_id="demo-ft-00", sample_index=7, text="A new answer.",
+            collected_at=day + timedelta(hours=1))], source="student-late")
+    assert run() == ["student"]
+    assert run(_settings(alpha=0.01)) == ["indie-suspect", "student"]  # other settings
+    store.close()

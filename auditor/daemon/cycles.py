@@ -188,7 +188,8 @@ def after_cycle(store: Store, settings: Settings, metrics: Metrics | None) -> di
             problems: list[Any] = []
             try:
                 with store.session() as session:
-                    verdicts = analyze(session, settings, problems=problems)
+                    verdicts = analyze(session, settings, problems=problems,
+                                       changed_only=True)
             except Exception as exc:
                 out["analysis"] = "failed"
                 out["gaps"] = [{"pair": "*", "channel": "*", "failed": True,

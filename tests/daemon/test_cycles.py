@@ -125,7 +125,9 @@ def test_after_cycle_runs_the_analysis_hook_then_raises_the_alert(
         rows = sync_endpoints(s, settings)
     calls: list[Settings] = []
 
-    def analyze_all(session: Session, given: Settings, problems: list[object]) -> list[object]:
+    def analyze_all(session: Session, given: Settings, problems: list[object],
+                    changed_only: bool) -> list[object]:
+        assert changed_only  # after a cycle, only the pairs with new evidence
         calls.append(given)
         session.add(MonitorState(suspect_id=rows["sus"].id, protected_id=rows["prot"].id,
                                  state={}, e_value=1e3))
