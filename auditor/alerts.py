@@ -75,7 +75,8 @@ def new_alerts(session: Session, settings: Settings) -> list[Alert]:
             continue
         verdict_id = session.scalar(
             select(Verdict.id).where(Verdict.suspect_id == state.suspect_id,
-                                     Verdict.protected_id == state.protected_id)
+                                     Verdict.protected_id == state.protected_id,
+                                     Verdict.segment.is_(None))
             .order_by(Verdict.created_at.desc(), Verdict.id.desc()).limit(1))
         suspect = names.get(state.suspect_id, str(state.suspect_id))
         protected = names.get(state.protected_id, str(state.protected_id))

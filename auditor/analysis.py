@@ -592,6 +592,7 @@ def analyze_all(
         scheme, wm_error = None, " ".join(str(exc).split())
     ev, sim, sim_error, cache = _evidence(session, settings, rows, since, until,
                                           full=full, texts=scheme is not None)
+    recent = _recent_tensor(session, cache, rows, ev, now) if since is until is None else None
     seed = settings.analysis.seed
     min_controls = settings.analysis.min_controls
     audit_alpha = settings.analysis.control_audit_alpha
@@ -655,6 +656,8 @@ def analyze_all(
         try:  # both compute before they change anything: a failing pair changes nothing
             segments = _segment_verdicts(session, settings, ev, pr, ids, params, now, scheme,
                                          cache)
+            if recent is not None:
+                segments += _recent_verdict(settings, ev, recent, pr, ids, params, now)
             if monitor_update:
                 v.e_value = _update_monitor(session, ids[pr.suspect], ids[pr.protected],
                                             pr, now, settings.analysis.monitor_half_n)
@@ -725,6 +728,38 @@ def _evidence(
 
 
 _OTHER_KINDS = ("identity", "choice", "logprob", "watermark")
+
+
+def _recent_tensor(session: Session, cache: features.Cache | None, rows: Sequence[Endpoint],
+                   ev: Evidence, now: datetime) -> stats.SimilarityTensor | None:
+    """The free-text tensor of the recent sums (``analysis.recent_half_life_days``)."""
+    if cache is None or not cache.basis.recent:
+        return None
+    keys = {vid: k for k, vid in ev.key_version.items()}
+    return features.tensor(session, cache, {e.id: e.name for e in rows}, keys, recent_at=now)
+
+
+def _recent_verdict(settings: Settings, ev: Evidence, recent: stats.SimilarityTensor,
+                    pr: PairResult, ids: dict[str, int], params: dict[str, Any],
+                    now: datetime) -> list[Verdict]:
+    """The free-text verdict on recent answers (each weighs ``2 ** (-age / half-life)``),
+    stored as the segment ``recent``: a suspect that changed its model shows here first.
+    The other channels are left out of it (they count all answers)."""
+    a = settings.analysis
+    bare = Evidence(ev.endpoints, ev.versions, key_version=ev.key_version)
+    seg = analyze_pair(bare, recent, pr.protected, pr.suspect, pr.controls, seed=a.seed,
+                       min_controls=a.min_controls, audit_alpha=a.control_audit_alpha,
+                       exclude_flagged=a.exclude_flagged_controls)
+    if not seg.channels:
+        return []
+    seg.segment = f"recent (half-life {a.recent_half_life_days:g} d)"
+    v = _verdict(seg, ids, {**params, "recent": {
+        "half_life_days": a.recent_half_life_days, "at": now.isoformat(),
+        "weighting": "each answer weighs 2 ** (-age / half-life); a canary counts while its "
+                     "answers weigh at least half an answer"}})
+    v.created_at = now
+    v.significant = bool(seg.p_value <= a.alpha)
+    return [v]
 
 
 def _text_endpoints(session: Session, rows: Sequence[Endpoint]) -> set[str]:

@@ -316,6 +316,9 @@ class Analysis(_Strict):
     # rebuilt, each time the free-text answers have doubled since the last fit, until a
     # fit has seen this many; then it stays fixed and each answer is featurised once
     basis_fit_answers: int = Field(default=20000, ge=0)
+    # besides the verdict on all answers, a free-text verdict on recent ones: each answer
+    # weighs 2 ** (-age / half-life), so a suspect that changed its model is seen (0: off)
+    recent_half_life_days: float = Field(default=30.0, ge=0)
 
     @field_validator("sketch_dim")
     @classmethod

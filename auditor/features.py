@@ -27,7 +27,8 @@ __all__ = ["TEXT_KINDS", "Cache", "raw_tensor", "tensor", "text_config", "update
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 TEXT_KINDS = ("free_text", "watermark")
 CHUNK = 5_000  # answers featurised together (bounds the memory of one pass)
 ZERO = "0" * 64
+DAY = 86400.0
 GroupKey = tuple[int, int]  # (endpoint id, canary version id)
-Row = tuple[int, int, str, int, str]  # endpoint id, version id, text, seq, record hash
+Row = tuple[int, int, str, int, str, float]  # endpoint, version, text, seq, hash, time (s)
 
 
 def text_config(settings: Settings) -> TextConfig | None:
@@ -96,12 +98,12 @@ def _answers(session: Session, vids: list[int], after: int = 0) -> Iterator[list
     if not vids:
         return
     q = (select(Response.endpoint_id, Response.canary_version_id, Response.text,
-                Response.seq, Response.record_hash)
+                Response.seq, Response.record_hash, Response.collected_at)
          .where(Response.canary_version_id.in_(vids), Response.seq > after)
          .order_by(Response.seq).execution_options(yield_per=CHUNK))
     chunk: list[Row] = []
-    for e, v, t, s, h in session.execute(q):
-        chunk.append((e, v, t, s, h))
+    for e, v, t, s, h, at in session.execute(q):
+        chunk.append((e, v, t, s, h, at.timestamp()))
         if len(chunk) >= CHUNK:
             yield chunk
             chunk = []
@@ -118,12 +120,12 @@ class _Sums:
         self.last: dict[GroupKey, int] = {}
 
     def add(self, rows: Sequence[Row], config: TextConfig | None) -> set[GroupKey]:
-        self.sums.add([(e, v) for e, v, _, _, _ in rows], [t or "" for _, _, t, _, _ in rows],
-                      config)
-        for e, v, _, seq, h in rows:
+        self.sums.add([(r[0], r[1]) for r in rows], [r[2] or "" for r in rows], config,
+                      [r[5] for r in rows])
+        for e, v, _, seq, h, _ in rows:
             self.digest[(e, v)] = _xor(self.digest.get((e, v), ZERO), h)
             self.last[(e, v)] = max(self.last.get((e, v), 0), seq)
-        return {(e, v) for e, v, _, _, _ in rows}
+        return {(r[0], r[1]) for r in rows}
 
     def load(self, fs: FeatureSum) -> None:
         k = (fs.endpoint_id, fs.canary_version_id)
@@ -156,8 +158,9 @@ def _needs_basis(row: FeatureBasis | None, settings: Settings, n_now: int) -> st
     a = settings.analysis
     if row is None:
         return "no basis yet"
-    if list(row.reps) != list(a.representations) or row.dim != a.sketch_dim:
-        return "the representations or the sketch width changed"
+    if (list(row.reps) != list(a.representations) or row.dim != a.sketch_dim
+            or Basis.from_bytes(row.data).half_life != a.recent_half_life_days * DAY):
+        return "the representations, the sketch width or the recent half-life changed"
     if row.n_answers < a.basis_fit_answers and n_now >= 2 * max(row.n_answers, 1):
         return f"the free-text answers doubled since the basis was fitted ({row.n_answers})"
     return None
@@ -200,8 +203,9 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     if why is not None:
         if n_now == 0:
             return None
-        texts = [t or "" for chunk in _answers(session, vids) for _, _, t, _, _ in chunk]
-        basis = fit_basis(texts, a.representations, a.sketch_dim, config)
+        texts = [r[2] or "" for chunk in _answers(session, vids) for r in chunk]
+        basis = fit_basis(texts, a.representations, a.sketch_dim, config,
+                          half_life=a.recent_half_life_days * DAY)
         del texts
         if row is not None:
             session.execute(delete(FeatureSum).where(FeatureSum.basis_id == row.id))
@@ -234,7 +238,7 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     sums, n = _Sums(basis), 0
     changed: set[GroupKey] = set()
     for chunk in _answers(session, vids, after=row.last_seq):
-        for k in {(e, v) for e, v, _, _, _ in chunk} - changed:
+        for k in {(r[0], r[1]) for r in chunk} - changed:
             if k in stored:
                 sums.load(stored[k])
         changed |= sums.add(chunk, config)
@@ -261,9 +265,11 @@ def _compare(sums: _Sums, stored: Mapping[GroupKey, FeatureSum], basis: Basis,
 
 
 def tensor(session: Session, cache: Cache, endpoints: Mapping[int, str],
-           keys: Mapping[int, str]) -> SimilarityTensor | None:
+           keys: Mapping[int, str], recent_at: datetime | None = None,
+           ) -> SimilarityTensor | None:
     """The similarity tensor of ``endpoints`` (id -> name) read from the stored sums;
-    canaries are named by ``keys`` (version id -> key). None when they have no sums."""
+    canaries are named by ``keys`` (version id -> key). ``recent_at``: the tensor of the
+    recent sums as of then (``FeatureSums.tensor``). None when they have no sums."""
     named = FeatureSums(cache.basis)
     q = select(FeatureSum).where(FeatureSum.basis_id == cache.row.id,
                                  FeatureSum.endpoint_id.in_(list(endpoints)))
@@ -273,14 +279,14 @@ def tensor(session: Session, cache: Cache, endpoints: Mapping[int, str],
                 Group.unpack(fs.n, fs.data, cache.basis))
     if not named.groups:
         return None
-    return named.tensor([m for m in endpoints.values()
-                         if any(k[0] == m for k in named.groups)])
+    return named.tensor([m for m in endpoints.values() if any(k[0] == m for k in named.groups)],
+                        recent_at=recent_at.timestamp() if recent_at is not None else None)
 
 
 def raw_tensor(texts: Mapping[str, Mapping[str, Sequence[str]]], cache: Cache,
                ) -> SimilarityTensor | None:
     """The tensor of these answers (endpoint -> canary key -> texts) under the basis."""
-    sums = FeatureSums(cache.basis)
+    sums = FeatureSums(replace(cache.basis, half_life=0.0))  # all answers weigh the same
     keys = [(e, k) for e, per in texts.items() for k, ts in per.items() for _ in ts]
     flat = [t or "" for per in texts.values() for ts in per.values() for t in ts]
     if not flat:

@@ -120,6 +120,7 @@ class Metrics:
                    for v in (delivery or {}).values())))
         latest = (select(Verdict.suspect_id, Verdict.protected_id, Verdict.method,
                          func.max(Verdict.id).label("id"))
+                  .where(Verdict.segment.is_(None))
                   .group_by(Verdict.suspect_id, Verdict.protected_id, Verdict.method).subquery())
         rows = session.execute(select(Verdict).join(latest, Verdict.id == latest.c.id)).scalars()
         for v in rows:

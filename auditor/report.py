@@ -114,7 +114,7 @@ def _endpoint(session: Session, name: str) -> Endpoint:
 def select_verdict(session: Session, req: ReportRequest) -> tuple[Verdict, Endpoint, Endpoint]:
     """The newest verdict for the suspect (and protected model) created within the window."""
     suspect = _endpoint(session, req.suspect)
-    q = select(Verdict).where(Verdict.suspect_id == suspect.id)
+    q = select(Verdict).where(Verdict.suspect_id == suspect.id, Verdict.segment.is_(None))
     if req.protected:
         q = q.where(Verdict.protected_id == _endpoint(session, req.protected).id)
     if req.since:
@@ -215,6 +215,7 @@ def _prompt_messages(content: dict[str, Any]) -> list[dict[str, str]]:
 def _timeline(session: Session, verdict: Verdict, req: ReportRequest) -> list[TimelinePoint]:
     q = select(Verdict).where(Verdict.suspect_id == verdict.suspect_id,
                               Verdict.protected_id == verdict.protected_id,
+                              Verdict.segment.is_(None),
                               Verdict.created_at <= verdict.created_at)
     if req.since:
         q = q.where(Verdict.created_at >= req.since)

@@ -81,7 +81,8 @@ def _world(store: Store, settings: Settings, tok: ModelTokenizer) -> None:
 def _verdicts(store: Store) -> dict[str, Verdict]:
     with store.session() as s:
         names = {e.id: e.name for e in s.scalars(select(Endpoint))}
-        return {names[v.suspect_id]: v for v in s.scalars(select(Verdict))}
+        return {names[v.suspect_id]: v
+                for v in s.scalars(select(Verdict).where(Verdict.segment.is_(None)))}
 
 
 def test_the_channel_flags_a_watermarked_suspect_and_joins_the_verdict(

@@ -261,3 +261,43 @@ def test_after_a_cycle_only_the_pairs_with_new_evidence_get_a_verdict(
     assert run() == ["student"]
     assert run(_settings(alpha=0.01)) == ["indie-suspect", "student"]  # other settings
     store.close()
+
+
+def test_a_suspect_that_changed_its_model_is_seen_in_the_recent_verdict(
+    tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    """Months of independent answers, then a month of the student's behind the same
+    name: the recent verdict (half-life 30 days) sees the change; everything that shows
+    "the" verdict of a pair (report, portal, alert) still shows the one on all answers."""
+    from auditor.report import ReportRequest, select_verdict
+    from auditor.web.cases import case_detail, case_rows
+
+    folder = tmp_path / "canaries"
+    write_canaries(folder, n_text=12, n_watermark=0)
+    settings = _settings(recent_half_life_days=30)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    day = datetime(2026, 6, 1, tzinfo=UTC)
+    for i in range(6):  # six monthly cycles of the independent model
+        _cycle(store, settings, folder, lms, day + timedelta(days=30 * i), seed=i)
+    swapped = {**lms, "indie-suspect": lms["student"]}
+    for i in range(6, 8):  # then two cycles of the student's answers
+        _cycle(store, settings, folder, swapped, day + timedelta(days=30 * 5 + 10 * (i - 5)),
+               seed=i)
+    now = day + timedelta(days=30 * 5 + 21)
+    with store.session() as s:
+        verdicts = analyze_all(s, settings, now=now)
+        names = {e.id: e.name for e in s.scalars(select(Endpoint))}
+    by = {(names[v.suspect_id], v.segment): v for v in verdicts}
+    recent = by[("indie-suspect", "recent (half-life 30 d)")]
+    whole = by[("indie-suspect", None)]
+    assert recent.p_value < 0.05 < whole.p_value
+    assert recent.params["recent"]["half_life_days"] == 30
+    assert list(recent.channels) == ["free_text"]
+    with store.session() as s:
+        shown, _, _ = select_verdict(s, ReportRequest(suspect="indie-suspect"))
+        assert shown.segment is None and shown.p_value == whole.p_value
+        row = next(r for r in case_rows(s, 0.05) if r.suspect == "indie-suspect")
+        assert row.p_value == whole.p_value
+        detail = case_detail(s, "indie-suspect", "protected", show_canary_ids=True)
+        assert detail is not None and detail["latest"].p_value == whole.p_value
+    store.close()

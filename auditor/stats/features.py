@@ -70,6 +70,11 @@ class Basis:
     idf: dict[str, np.ndarray] = field(default_factory=dict)
     style_mean: np.ndarray = field(default_factory=lambda: np.zeros(N_STYLE))
     style_sd: np.ndarray = field(default_factory=lambda: np.ones(N_STYLE))
+    half_life: float = 0.0  # seconds, of the recent sums' weights (0: no recent sums)
+
+    @property
+    def recent(self) -> bool:
+        return self.half_life > 0
 
     def width(self, rep: str) -> int:
         """Columns of ``rep``'s vectors (``dim`` when sketched)."""
@@ -82,7 +87,7 @@ class Basis:
     def to_bytes(self) -> bytes:
         header = {"reps": list(self.reps), "dim": self.dim, "bits": self.bits,
                   "n_answers": self.n_answers, "emb_dim": self.emb_dim,
-                  "idf": sorted(self.idf)}
+                  "half_life": self.half_life, "idf": sorted(self.idf)}
         buf = io.BytesIO()
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
                   "style_mean": self.style_mean, "style_sd": self.style_sd,
@@ -97,13 +102,14 @@ class Basis:
             return cls(tuple(header["reps"]), int(header["dim"]), int(header["bits"]),
                        int(header["n_answers"]), int(header["emb_dim"]),
                        {r: z[f"idf_{r}"].copy() for r in header["idf"]},
-                       z["style_mean"].copy(), z["style_sd"].copy())
+                       z["style_mean"].copy(), z["style_sd"].copy(),
+                       float(header.get("half_life", 0.0)))
 
     @property
     def digest(self) -> str:
         """SHA-256 over the parameters and every array's float32/float64 bytes."""
         h = hashlib.sha256(json.dumps([list(self.reps), self.dim, self.bits, self.n_answers,
-                                       self.emb_dim]).encode())
+                                       self.emb_dim, self.half_life]).encode())
         for name in sorted(self.idf):
             h.update(name.encode() + np.ascontiguousarray(self.idf[name], np.float32).tobytes())
         h.update(np.ascontiguousarray(self.style_mean, np.float64).tobytes())
@@ -121,10 +127,10 @@ def _counts(texts: Sequence[str], rep: str, config: TextConfig) -> sp.csr_matrix
 
 def fit_basis(
     texts: Sequence[str], reps: Sequence[str], dim: int = 1024,
-    config: TextConfig | None = None,
+    config: TextConfig | None = None, half_life: float = 0.0,
 ) -> Basis:
     """Fits IDF weights (smoothed, as ``text.tfidf_normalise``) and style z-scoring on
-    ``texts``."""
+    ``texts``; ``half_life`` (seconds, 0: none) weighs the recent sums."""
     cfg = config or TextConfig()
     for rep in reps:
         if rep not in REPRESENTATIONS:
@@ -142,7 +148,7 @@ def fit_basis(
     sd = raw.std(axis=0) if n else np.ones(N_STYLE)
     sd[sd == 0] = 1.0
     emb_dim = embedding_rows(list(texts[:1]) or [""], cfg).shape[1] if "embedding" in reps else 0
-    return Basis(tuple(reps), dim, cfg.bits, n, emb_dim, idf, mean, sd)
+    return Basis(tuple(reps), dim, cfg.bits, n, emb_dim, idf, mean, sd, float(half_life))
 
 
 SKETCH_S = 4  # buckets per hashed column
@@ -183,56 +189,78 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
 
 
 def group_vectors(
-    texts: Sequence[str], groups: np.ndarray, n_groups: int, basis: Basis,
+    texts: Sequence[str], aggs: Sequence[sp.csr_matrix], basis: Basis,
     config: TextConfig | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The sums, per group (``groups[i]`` in ``0..n_groups-1`` is text i's), of the
-    answers' vectors in each representation of the basis, and of their raw style rates
-    (``text.STYLE_FEATURES``). The sketch is linear, so each group's n-gram vectors are
-    added before they are sketched: no dense row per answer is ever made."""
+) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """For each aggregation (groups x texts, the weight of each text in each group): the
+    weighted sums of the answers' vectors in each representation of the basis, and of
+    their raw style rates (``text.STYLE_FEATURES``). The sketch is linear, so each group's
+    n-gram vectors are added before they are sketched: no dense row per answer is made."""
     cfg = replace(config or TextConfig(), bits=basis.bits)
-    agg = sp.csr_matrix((np.ones(len(texts)), (groups, np.arange(len(texts)))),
-                        shape=(n_groups, len(texts)))
     raw = style_features(texts, cfg) if texts else np.zeros((0, N_STYLE))
-    out: dict[str, np.ndarray] = {}
+    rows: dict[str, Any] = {}
     for rep in basis.reps:
         if rep == "style":
             z = (raw - basis.style_mean) / basis.style_sd
             n = np.linalg.norm(z, axis=1, keepdims=True)
             n[n == 0] = 1.0
-            out[rep] = np.asarray(agg @ (z / n))
+            rows[rep] = z / n
         elif rep == "embedding":
-            out[rep] = np.asarray(agg @ embedding_rows(texts, cfg))
+            rows[rep] = embedding_rows(texts, cfg)
         elif rep == "opening":
-            out[rep] = sketch(agg @ opening_rows(texts, cfg), basis.dim)
+            rows[rep] = opening_rows(texts, cfg)
         else:
-            out[rep] = sketch(agg @ _tfidf(_counts(texts, rep, cfg), basis.idf[rep]), basis.dim)
-    return out, np.asarray(agg @ raw)
+            rows[rep] = _tfidf(_counts(texts, rep, cfg), basis.idf[rep])
+    out = []
+    for agg in aggs:
+        vecs = {rep: sketch(agg @ x, basis.dim) if sp.issparse(x) else np.asarray(agg @ x)
+                for rep, x in rows.items()}
+        out.append((vecs, np.asarray(agg @ raw)))
+    return out
 
 
 @dataclass
 class Group:
-    """One (model, canary) group's sufficient statistics."""
+    """One (model, canary) group's sufficient statistics: the count and sums of its
+    answers' vectors and raw style rates; with a half-life, the same sums with each
+    answer weighted ``2 ** (-(t_ref - t) / half_life)``, ``t_ref`` its newest answer."""
 
     n: int
     vectors: dict[str, np.ndarray]
     style: np.ndarray  # sum of raw style rates
+    recent_n: float = 0.0
+    recent: dict[str, np.ndarray] = field(default_factory=dict)
+    recent_style: np.ndarray = field(default_factory=lambda: np.zeros(N_STYLE))
+    t_ref: float = -np.inf
 
     def pack(self, basis: Basis) -> bytes:
-        return np.concatenate([self.vectors[r] for r in basis.reps] + [self.style]).astype(
-            np.float64).tobytes()
+        parts = [self.vectors[r] for r in basis.reps] + [self.style]
+        if basis.recent:
+            parts += [self.recent[r] for r in basis.reps] + [
+                self.recent_style, np.array([self.recent_n, self.t_ref])]
+        return np.concatenate(parts).astype(np.float64).tobytes()
 
     @classmethod
     def unpack(cls, n: int, data: bytes, basis: Basis) -> Group:
         flat = np.frombuffer(data, dtype=np.float64)
         widths = [basis.width(r) for r in basis.reps]
-        if flat.size != sum(widths) + N_STYLE:
+        one = sum(widths) + N_STYLE
+        if flat.size != (2 * one + 2 if basis.recent else one):
             raise ValueError(f"a stored feature sum holds {flat.size} numbers where the basis "
-                             f"needs {sum(widths) + N_STYLE}")
-        out, at = {}, 0
-        for r, w in zip(basis.reps, widths, strict=True):
-            out[r], at = flat[at : at + w].copy(), at + w
-        return cls(n, out, flat[at:].copy())
+                             f"needs {2 * one + 2 if basis.recent else one}")
+
+        def split(at: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            out = {}
+            for r, w in zip(basis.reps, widths, strict=True):
+                out[r], at = flat[at : at + w].copy(), at + w
+            return out, flat[at : at + N_STYLE].copy()
+
+        vectors, style = split(0)
+        g = cls(n, vectors, style)
+        if basis.recent:
+            g.recent, g.recent_style = split(one)
+            g.recent_n, g.t_ref = float(flat[-2]), float(flat[-1])
+        return g
 
 
 class FeatureSums:
@@ -243,31 +271,66 @@ class FeatureSums:
         self.groups: dict[tuple[Any, Any], Group] = {}
 
     def add(self, keys: Sequence[tuple[Any, Any]], texts: Sequence[str],
-            config: TextConfig | None = None) -> set[tuple[Any, Any]]:
-        """Featurises ``texts`` (``keys[i]`` = (model, canary) of ``texts[i]``) into the
-        sums; returns the groups it changed."""
+            config: TextConfig | None = None, times: Sequence[float] | None = None,
+            ) -> set[tuple[Any, Any]]:
+        """Featurises ``texts`` (``keys[i]`` = (model, canary) of ``texts[i]``, collected
+        at ``times[i]``, seconds) into the sums; returns the groups it changed. Times are
+        needed when the basis keeps recent sums."""
         if not texts:
             return set()
         index: dict[tuple[Any, Any], int] = {}
         groups = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64,
                              count=len(keys))
-        vecs, raw = group_vectors(texts, groups, len(index), self.basis, config)
+        n = len(texts)
+        plain = sp.csr_matrix((np.ones(n), (groups, np.arange(n))), shape=(len(index), n))
+        aggs = [plain]
+        if self.basis.recent:
+            if times is None:
+                raise ValueError("this basis keeps recent sums: give each answer's time")
+            t = np.asarray(times, dtype=np.float64)
+            newest = np.full(len(index), -np.inf)
+            np.maximum.at(newest, groups, t)
+            for k, gi in index.items():  # one reference time per group: its newest answer
+                if k in self.groups:
+                    newest[gi] = max(newest[gi], self.groups[k].t_ref)
+            w = np.exp2(-(newest[groups] - t) / self.basis.half_life)
+            aggs.append(sp.csr_matrix((w, (groups, np.arange(n))), shape=(len(index), n)))
+        parts = group_vectors(texts, aggs, self.basis, config)
+        vecs, raw = parts[0]
         sizes = np.bincount(groups, minlength=len(index))
+        weights = np.asarray(aggs[-1].sum(axis=1)).ravel()
         for k, gi in index.items():
             g = self.groups.get(k)
             if g is None:
-                self.groups[k] = Group(int(sizes[gi]), {r: v[gi].copy() for r, v in vecs.items()},
-                                       raw[gi].copy())
-            else:
-                g.n += int(sizes[gi])
-                for r, v in vecs.items():
-                    g.vectors[r] = g.vectors[r] + v[gi]
-                g.style = g.style + raw[gi]
+                g = self.groups[k] = Group(0, {r: np.zeros_like(v[gi]) for r, v in vecs.items()},
+                                           np.zeros(N_STYLE))
+                g.recent = {r: np.zeros_like(v[gi]) for r, v in vecs.items()}
+            g.n += int(sizes[gi])
+            for r, v in vecs.items():
+                g.vectors[r] = g.vectors[r] + v[gi]
+            g.style = g.style + raw[gi]
+            if self.basis.recent:
+                rvecs, rraw = parts[1]
+                decay = np.exp2(-(newest[gi] - g.t_ref) / self.basis.half_life) \
+                    if np.isfinite(g.t_ref) else 0.0
+                for r, v in rvecs.items():
+                    g.recent[r] = g.recent[r] * decay + v[gi]
+                g.recent_style = g.recent_style * decay + rraw[gi]
+                g.recent_n = g.recent_n * decay + float(weights[gi])
+                g.t_ref = float(newest[gi])
         return set(index)
 
     def tensor(self, models: Iterable[str] | None = None,
-               canaries: Sequence[str] | None = None) -> SimilarityTensor:
-        """The similarity tensor of ``models`` (default: every model with a sum)."""
+               canaries: Sequence[str] | None = None,
+               recent_at: float | None = None) -> SimilarityTensor:
+        """The similarity tensor of ``models`` (default: every model with a sum).
+
+        ``recent_at`` (seconds): the tensor of the recent sums as of that time instead; a
+        group counts while its answers' weight then is at least half an answer (a single
+        answer is dropped after one half-life), and its count is that weight, rounded up.
+        """
+        if recent_at is not None and not self.basis.recent:
+            raise ValueError("this basis keeps no recent sums (no half-life)")
         ms = tuple(models) if models is not None else tuple(sorted({m for m, _ in self.groups}))
         if canaries is None:  # sorted: the same tensor however the sums were built
             canaries = tuple(sorted({c for m, c in self.groups if m in ms}))
@@ -283,10 +346,19 @@ class FeatureSums:
                 g = self.groups.get((m, c))
                 if g is None or g.n == 0:
                     continue
-                counts[qi, mi] = g.n
-                style[qi, mi] = g.style / g.n
+                if recent_at is None:
+                    counts[qi, mi] = g.n
+                    style[qi, mi] = g.style / g.n
+                    for r in reps:
+                        means[r][qi, mi] = g.vectors[r] / g.n
+                    continue
+                weight = g.recent_n * np.exp2(-(recent_at - g.t_ref) / self.basis.half_life)
+                if weight < 0.5:
+                    continue
+                counts[qi, mi] = int(np.ceil(weight - 1e-9))
+                style[qi, mi] = g.recent_style / g.recent_n
                 for r in reps:
-                    means[r][qi, mi] = g.vectors[r] / g.n
+                    means[r][qi, mi] = g.recent[r] / g.recent_n
         present = counts > 0
         mask = present[:, :, None] & present[:, None, :]
         for ri, r in enumerate(reps):

@@ -63,7 +63,7 @@ def case_rows(session: Session, alpha: float, *, query: str = "", sort: str = "a
               only_significant: bool = False) -> list[CaseRow]:
     """One row per (suspect, protected) pair with a stored verdict."""
     names = dict(session.execute(select(Endpoint.id, Endpoint.name)).tuples().all())
-    latest_ids = (select(func.max(Verdict.id))
+    latest_ids = (select(func.max(Verdict.id)).where(Verdict.segment.is_(None))
                   .group_by(Verdict.suspect_id, Verdict.protected_id).scalar_subquery())
     # only the columns the row shows: the JSON columns (contributions) stay in the database
     latest = session.execute(select(
@@ -84,6 +84,7 @@ def case_rows(session: Session, alpha: float, *, query: str = "", sort: str = "a
     trend: dict[tuple[int, int], list[float]] = {}
     for s_id, p_id, p in session.execute(
             select(Verdict.suspect_id, Verdict.protected_id, Verdict.p_value)
+            .where(Verdict.segment.is_(None))
             .order_by(Verdict.created_at, Verdict.id)).tuples():
         trend.setdefault((s_id, p_id), []).append(_neglog(p))
     rows = []
@@ -154,7 +155,8 @@ def case_detail(session: Session, suspect: str, protected: str,
         .order_by(Verdict.created_at.desc(), Verdict.id.desc())))
     if not verdicts:
         return None
-    latest = verdicts[0]
+    # the verdict on all answers; the history also lists segments (a model change, recent)
+    latest = next((v for v in verdicts if v.segment is None), verdicts[0])
     channels = []
     for name, ch in sorted((latest.channels or {}).items()):
         if isinstance(ch, dict):
