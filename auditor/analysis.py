@@ -592,7 +592,7 @@ def analyze_all(
         scheme, wm_error = None, " ".join(str(exc).split())
     ev, sim, sim_error, cache = _evidence(session, settings, rows, since, until,
                                           full=full, texts=scheme is not None)
-    recent = _recent_tensor(session, cache, rows, ev, now) if since is until is None else None
+    recent = _recent_tensor(cache, rows, ev, now) if since is None and until is None else None
     seed = settings.analysis.seed
     min_controls = settings.analysis.min_controls
     audit_alpha = settings.analysis.control_audit_alpha
@@ -721,7 +721,7 @@ def _evidence(
                 sim = features.raw_tensor(_merge_text(ev), cache)
             else:
                 keys = {vid: k for k, vid in ev.key_version.items()}
-                sim = features.tensor(session, cache, {e.id: e.name for e in rows}, keys)
+                sim = features.tensor(cache, {e.id: e.name for e in rows}, keys)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
     return ev, sim, error, cache
@@ -730,13 +730,13 @@ def _evidence(
 _OTHER_KINDS = ("identity", "choice", "logprob", "watermark")
 
 
-def _recent_tensor(session: Session, cache: features.Cache | None, rows: Sequence[Endpoint],
-                   ev: Evidence, now: datetime) -> stats.SimilarityTensor | None:
+def _recent_tensor(cache: features.Cache | None, rows: Sequence[Endpoint], ev: Evidence,
+                   now: datetime) -> stats.SimilarityTensor | None:
     """The free-text tensor of the recent sums (``analysis.recent_half_life_days``)."""
     if cache is None or not cache.basis.recent:
         return None
     keys = {vid: k for k, vid in ev.key_version.items()}
-    return features.tensor(session, cache, {e.id: e.name for e in rows}, keys, recent_at=now)
+    return features.tensor(cache, {e.id: e.name for e in rows}, keys, recent_at=now)
 
 
 def _recent_verdict(settings: Settings, ev: Evidence, recent: stats.SimilarityTensor,

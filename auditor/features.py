@@ -82,6 +82,7 @@ class Cache:
     changed: set[GroupKey] = field(default_factory=set)
     rebuilt: str | None = None  # why every sum was rebuilt (a new basis, --full), or None
     mismatched: list[GroupKey] = field(default_factory=list)  # stored sums that disagreed
+    groups: dict[GroupKey, Group] = field(default_factory=dict)  # every sum, up to date
 
 
 def _xor(a: str, b: str) -> str:
@@ -218,7 +219,8 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                                                 "answers": basis.n_answers})
         sums, n = _rebuild(session, row, basis, config, vids)
         sums.write(session, row, set(sums.sums.groups), {})
-        return Cache(row, basis, config, n, set(sums.sums.groups), rebuilt=why)
+        return Cache(row, basis, config, n, set(sums.sums.groups), rebuilt=why,
+                     groups=sums.sums.groups)
     assert row is not None
     basis = Basis.from_bytes(row.data)
     stored = {(fs.endpoint_id, fs.canary_version_id): fs
@@ -234,17 +236,17 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                 session.delete(fs)
         sums.write(session, row, set(sums.sums.groups), stored)
         return Cache(row, basis, config, n, set(sums.sums.groups),
-                     rebuilt="a full recomputation (--full)", mismatched=mismatched)
+                     rebuilt="a full recomputation (--full)", mismatched=mismatched,
+                     groups=sums.sums.groups)
     sums, n = _Sums(basis), 0
+    for fs in stored.values():
+        sums.load(fs)
     changed: set[GroupKey] = set()
     for chunk in _answers(session, vids, after=row.last_seq):
-        for k in {(r[0], r[1]) for r in chunk} - changed:
-            if k in stored:
-                sums.load(stored[k])
         changed |= sums.add(chunk, config)
         n, row.last_seq = n + len(chunk), chunk[-1][3]
     sums.write(session, row, changed, stored)
-    return Cache(row, basis, config, n, changed)
+    return Cache(row, basis, config, n, changed, groups=sums.sums.groups)
 
 
 def _compare(sums: _Sums, stored: Mapping[GroupKey, FeatureSum], basis: Basis,
@@ -264,19 +266,16 @@ def _compare(sums: _Sums, stored: Mapping[GroupKey, FeatureSum], basis: Basis,
     return bad
 
 
-def tensor(session: Session, cache: Cache, endpoints: Mapping[int, str],
-           keys: Mapping[int, str], recent_at: datetime | None = None,
-           ) -> SimilarityTensor | None:
-    """The similarity tensor of ``endpoints`` (id -> name) read from the stored sums;
-    canaries are named by ``keys`` (version id -> key). ``recent_at``: the tensor of the
-    recent sums as of then (``FeatureSums.tensor``). None when they have no sums."""
+def tensor(cache: Cache, endpoints: Mapping[int, str], keys: Mapping[int, str],
+           recent_at: datetime | None = None) -> SimilarityTensor | None:
+    """The similarity tensor of ``endpoints`` (id -> name) from the sums :func:`update`
+    brought up to date; canaries are named by ``keys`` (version id -> key). ``recent_at``:
+    the tensor of the recent sums as of then (``FeatureSums.tensor``). None when they
+    have no sums."""
     named = FeatureSums(cache.basis)
-    q = select(FeatureSum).where(FeatureSum.basis_id == cache.row.id,
-                                 FeatureSum.endpoint_id.in_(list(endpoints)))
-    for fs in session.scalars(q.execution_options(yield_per=2000)):
-        if fs.canary_version_id in keys:
-            named.groups[(endpoints[fs.endpoint_id], keys[fs.canary_version_id])] = (
-                Group.unpack(fs.n, fs.data, cache.basis))
+    for (e, v), g in cache.groups.items():
+        if e in endpoints and v in keys:
+            named.groups[(endpoints[e], keys[v])] = g
     if not named.groups:
         return None
     return named.tensor([m for m in endpoints.values() if any(k[0] == m for k in named.groups)],

@@ -105,9 +105,12 @@ def test_sigkill_mid_cycle_then_restart_loses_and_duplicates_nothing(
             assert set(after) == {a for a, st in statuses.items() if st == "ok"}
             assert check.ok, check.broken
             # Requests the server saw: each recorded try, plus at most the two that were in
-            # flight when the first daemon died (sent again after the restart).
+            # flight when the first daemon died (sent again after the restart), and the two
+            # in flight at the stop if they outlived its grace period (on a loaded machine).
             sent = len(server.requests("/v1/chat/completions"))
-            assert tries <= sent <= tries + 2
+            cut = [r for r in second.lines()
+                   if str(r.get("msg", "")).startswith("grace period over")]
+            assert tries <= sent <= tries + 2 + (2 if cut else 0)
             # Every cycle completed in full, and scheduled cycles are one interval apart.
             done = [c for c in _cycles(store) if c.status == "done"]
             for c in done:
