@@ -8,9 +8,9 @@ since the last analysis (``feature_bases.last_seq``). The tensor of any set of e
 is then read from the sums (:func:`tensor`), in time that does not grow with history.
 
 The basis (IDF weights and style scaling) is fitted on the free-text answers stored when
-it is made. While it has seen fewer than ``analysis.basis_fit_answers`` answers, it is
-refitted, and the sums rebuilt, each time the answers have doubled since (so the total
-work stays within twice the answers); then it stays. A change of representations or of
+it is made, at most ``analysis.basis_fit_answers`` of them (every k-th in seq order).
+While it has seen fewer, it is refitted, and the sums rebuilt, each time the answers have
+doubled since (so the total work stays within twice the answers); then it stays. A change of representations or of
 ``analysis.sketch_dim`` makes a new basis. ``update(full=True)`` (``auditor analyze
 --full``) rebuilds every sum from the raw responses under the current basis and reports
 any stored sum that disagreed: each sum carries the XOR of its responses' ledger
@@ -167,6 +167,20 @@ def _needs_basis(row: FeatureBasis | None, settings: Settings, n_now: int) -> st
     return None
 
 
+def _sample(session: Session, vids: list[int], n: int, limit: int) -> list[str]:
+    """The answers a basis is fitted on: all of them, or, when there are more than
+    ``limit`` (and ``limit`` > 0), every k-th in seq order, ``limit`` or fewer."""
+    step = -(-n // limit) if 0 < limit < n else 1
+    out: list[str] = []
+    i = 0
+    for chunk in _answers(session, vids):
+        for r in chunk:
+            if i % step == 0:
+                out.append(r[2] or "")
+            i += 1
+    return out
+
+
 def _count(session: Session, vids: list[int]) -> int:
     if not vids:
         return 0
@@ -202,12 +216,12 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
              if row is None or row.n_answers < a.basis_fit_answers else row.n_answers)
     why = _needs_basis(row, settings, n_now)
     if why is not None:
+        n_now = _count(session, vids)
         if n_now == 0:
             return None
-        texts = [r[2] or "" for chunk in _answers(session, vids) for r in chunk]
-        basis = fit_basis(texts, a.representations, a.sketch_dim, config,
+        basis = fit_basis(_sample(session, vids, n_now, a.basis_fit_answers),
+                          a.representations, a.sketch_dim, config,
                           half_life=a.recent_half_life_days * DAY)
-        del texts
         if row is not None:
             session.execute(delete(FeatureSum).where(FeatureSum.basis_id == row.id))
             session.delete(row)

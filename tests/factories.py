@@ -3,10 +3,13 @@ real registry and import paths."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from auditor.config import Settings
+from auditor.demo.lm import TrigramLM
+from auditor.demo.world import build_models, harvest_prompts
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, sync_endpoints
@@ -44,3 +47,12 @@ def fill(
                 for cid, texts in per_canary.items() for i, text in enumerate(texts)
             ]
             import_records(s, eps[name], records, source=f"{name}.jsonl")
+
+
+def demo_lms() -> dict[str, TrigramLM]:
+    """The demo world's models, plus a student trained on the protected model's answers."""
+    models = build_models().lms
+    rng = random.Random(5)
+    teacher = models["protected"]
+    pairs = [(p, teacher.generate(p, rng)) for p in harvest_prompts() for _ in range(2)]
+    return {**models, "student": TrigramLM().fit(pairs)}

@@ -16,12 +16,11 @@ from sqlalchemy import select
 from auditor.analysis import AnalysisProblem, analyze_all
 from auditor.demo.lm import TrigramLM
 from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
-from auditor.demo.world import build_models, harvest_prompts
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, sync_endpoints
 from auditor.store.models import Endpoint, MonitorState, Verdict
-from tests.factories import fill, settings_with
+from tests.factories import demo_lms, fill, settings_with
 
 ROLES = {name: role for name, (role, _) in DEMO_ENDPOINTS.items()}
 CONTROLS = sorted(n for n, r in ROLES.items() if r == "control")
@@ -29,11 +28,7 @@ CONTROLS = sorted(n for n, r in ROLES.items() if r == "control")
 
 @pytest.fixture(scope="module")
 def lms() -> dict[str, TrigramLM]:
-    models = build_models().lms
-    rng = random.Random(5)
-    teacher = models["protected"]
-    pairs = [(p, teacher.generate(p, rng)) for p in harvest_prompts() for _ in range(2)]
-    return {**models, "student": TrigramLM().fit(pairs)}
+    return demo_lms()
 
 
 def _fill(store: Store, tmp_path: Path, lms: dict[str, TrigramLM], start: datetime,

@@ -54,6 +54,7 @@ from .text import (
 IDF_REPS = ("word", "char", "layout", "pos")
 SKETCHED = ("word", "char", "layout", "pos", "opening")
 N_STYLE = len(STYLE_FEATURES)
+FIT_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,14 @@ def fit_basis(
     if dim < 1 or dim & (dim - 1):
         raise ValueError(f"the sketch width must be a power of two, not {dim}")
     n = len(texts)
-    idf = {}
-    for rep in reps:
-        if rep in IDF_REPS:
-            df = np.bincount(_counts(texts, rep, cfg).indices, minlength=1 << cfg.bits)
-            idf[rep] = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
-    raw = style_features(texts, cfg) if n else np.zeros((0, N_STYLE))
+    df = {rep: np.zeros(1 << cfg.bits, dtype=np.int64) for rep in reps if rep in IDF_REPS}
+    raw = np.zeros((n, N_STYLE))
+    for start in range(0, n, FIT_CHUNK):  # in chunks: the memory of one chunk's n-grams
+        part = texts[start:start + FIT_CHUNK]
+        for rep in df:
+            df[rep] += np.bincount(_counts(part, rep, cfg).indices, minlength=1 << cfg.bits)
+        raw[start:start + len(part)] = style_features(part, cfg)
+    idf = {rep: (np.log((1.0 + n) / (1.0 + d)) + 1.0).astype(np.float32) for rep, d in df.items()}
     mean = raw.mean(axis=0) if n else np.zeros(N_STYLE)
     sd = raw.std(axis=0) if n else np.ones(N_STYLE)
     sd[sd == 0] = 1.0
