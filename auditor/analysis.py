@@ -752,7 +752,7 @@ def _recent_verdict(settings: Settings, ev: Evidence, recent: stats.SimilarityTe
                        exclude_flagged=a.exclude_flagged_controls)
     if not seg.channels:
         return []
-    seg.segment = f"recent (half-life {a.recent_half_life_days:g} d)"
+    seg.segment = f"recent: half-life {a.recent_half_life_days:g} d"
     v = _verdict(seg, ids, {**params, "recent": {
         "half_life_days": a.recent_half_life_days, "at": now.isoformat(),
         "weighting": "each answer weighs 2 ** (-age / half-life); a canary counts while its "

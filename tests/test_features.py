@@ -290,7 +290,7 @@ def test_a_suspect_that_changed_its_model_is_seen_in_the_recent_verdict(
         verdicts = analyze_all(s, settings, now=now)
         names = {e.id: e.name for e in s.scalars(select(Endpoint))}
     by = {(names[v.suspect_id], v.segment): v for v in verdicts}
-    recent = by[("indie-suspect", "recent (half-life 30 d)")]
+    recent = by[("indie-suspect", "recent: half-life 30 d")]
     whole = by[("indie-suspect", None)]
     assert recent.p_value < 0.05 < whole.p_value
     assert recent.params["recent"]["half_life_days"] == 30
