@@ -76,14 +76,14 @@ def load_evidence(
     max_seq: int | None = None,
     only: tuple[str, int, int] | None = None,
     kinds: Collection[str] | None = None,
-    stored_runs: bool = False,
+    runs: bool = True,
 ) -> Evidence:
     """Reads the responses of ``endpoints`` in one streamed query.
 
     ``only=(endpoint, first_seq, last_seq)`` keeps that endpoint's responses in the range;
     ``kinds`` keeps the texts of those canary kinds only (the reported models and the last
-    seq still cover every response); ``stored_runs`` takes the reported models' runs from
-    ``model_runs`` (brought up to date by the caller) instead of asking the database.
+    seq still cover every response); ``runs=False`` leaves the reported models' runs to
+    the caller (the cumulative analysis reads them from ``model_runs``).
     """
     versions = {v.id: v for v in session.scalars(select(CanaryVersion))}
     names = {e.id: e.name for e in endpoints}
@@ -117,8 +117,8 @@ def load_evidence(
             logprobs[name][key].append(lp)
     ev.texts = {k: {e: dict(c) for e, c in v.items()} for k, v in texts.items()}
     ev.logprobs = {e: dict(v) for e, v in logprobs.items()}
-    ev.reported = (model_runs.runs(session, names) if stored_runs
-                   else model_runs.runs_between(session, names, window))
+    if runs:
+        ev.reported = model_runs.runs_between(session, names, window)
     ev.last_seq = int(session.scalar(select(func.max(Response.seq)).where(*bounds)) or 0)
     return ev
 
@@ -643,6 +643,12 @@ def analyze_all(
             if pr.channels:
                 pr.evidence = [evidence_seq, config]
                 results.append(pr)
+    # the writes start here (SQLite has one writer: nothing above held its lock)
+    if cache is not None:
+        features.save(session, cache)
+    if since is None and until is None:
+        model_runs.update(session)
+        ev.reported = model_runs.runs(session, {e.id: e.name for e in rows})
     if not results:
         return []
     q, _ = stats.benjamini_hochberg([r.p_value for r in results] + held,
@@ -700,9 +706,10 @@ def _evidence(
     """The evidence and the free-text similarity tensor, with why the tensor failed.
 
     The cumulative analysis reads the tensor from the feature cache, brought up to date
-    first (``features.update``), and leaves the free-text answers unread unless
-    ``texts`` (the watermark channel scores them); a window (``since``/``until``)
-    featurises its own answers under the same basis."""
+    in memory first (``features.update``; ``analyze_all`` saves it once the tests have
+    run), and leaves the free-text answers unread unless ``texts`` (the watermark channel
+    scores them); a window (``since``/``until``) featurises its own answers under the
+    same basis. Nothing here writes."""
     window = since is not None or until is not None
     cache, error = None, None
     try:
@@ -710,10 +717,8 @@ def _evidence(
     except Exception as exc:  # every pair's free-text channel fails; the others go on
         error = f"{type(exc).__name__}: {exc}"
     read_all = window or texts or cache is None
-    if not window:
-        model_runs.update(session)
     ev = load_evidence(session, rows, since=since, until=until,
-                       kinds=None if read_all else _OTHER_KINDS, stored_runs=not window)
+                       kinds=None if read_all else _OTHER_KINDS, runs=window)
     sim = None
     if cache is not None:
         try:
@@ -775,7 +780,7 @@ def _features_params(cache: features.Cache | None) -> dict[str, Any] | None:
     """What a verdict records of the featurisation: the basis's digest and size."""
     if cache is None:
         return None
-    return {"basis": cache.row.digest, "basis_answers": cache.row.n_answers,
+    return {"basis": cache.digest, "basis_answers": cache.fitted_on,
             "sketch_dim": cache.basis.dim, "answers_added": cache.added,
             "rebuilt": cache.rebuilt, "mismatched_sums": len(cache.mismatched)}
 

@@ -4,17 +4,21 @@ The free-text test reads a similarity tensor (``stats.SimilarityTensor``). Compu
 from every stored answer after every cycle costs what the whole history costs; here the
 store keeps, under a fixed basis (``stats.features``), the count and the summed vectors
 of every (endpoint, canary version), and :func:`update` adds only the answers stored
-since the last analysis (``feature_bases.last_seq``). The tensor of any set of endpoints
-is then read from the sums (:func:`tensor`), in time that does not grow with history.
+since the last analysis (``feature_bases.last_seq``), in memory; :func:`save` writes
+what changed at the end of the analysis, so the database's write lock (SQLite has one, and
+the probes need it) is not held while answers are featurised, and an analysis that raced
+another one stores nothing. The tensor of any set of endpoints is then read from the
+sums (:func:`tensor`), in time that does not grow with history.
 
 The basis (IDF weights and style scaling) is fitted on the free-text answers stored when
 it is made, at most ``analysis.basis_fit_answers`` of them (every k-th in seq order).
 While it has seen fewer, it is refitted, and the sums rebuilt, each time the answers have
-doubled since (so the total work stays within twice the answers); then it stays. A change of representations or of
-``analysis.sketch_dim`` makes a new basis. ``update(full=True)`` (``auditor analyze
---full``) rebuilds every sum from the raw responses under the current basis and reports
-any stored sum that disagreed: each sum carries the XOR of its responses' ledger
-``record_hash``, so the set of answers it stands for can be checked against the ledger.
+doubled since (so the total work stays within twice the answers); then it stays. A
+change of representations, of ``analysis.sketch_dim`` or of the recent half-life makes a
+new basis. ``update(full=True)`` (``auditor analyze --full``) rebuilds every sum from
+the raw responses under the current basis and reports any stored sum that disagreed:
+each sum carries the XOR of its responses' ledger ``record_hash``, so the set of answers
+it stands for can be checked against the ledger.
 
 Windows, segments and other subsets of the answers go through :func:`raw_tensor`: the
 same basis and featurisation applied to just those answers.
@@ -22,8 +26,8 @@ same basis and featurisation applied to just those answers.
 
 from __future__ import annotations
 
-__all__ = ["TEXT_KINDS", "Cache", "raw_tensor", "tensor", "text_config", "update",
-           "version_key"]
+__all__ = ["TEXT_KINDS", "Cache", "FeatureCacheConflict", "raw_tensor", "save", "tensor",
+           "text_config", "update", "version_key"]
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +40,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from auditor.config import Settings
+from auditor.errors import AuditorError
 from auditor.stats import SimilarityTensor
 from auditor.stats.features import Basis, FeatureSums, Group, fit_basis
 from auditor.stats.text import TextConfig
@@ -73,16 +78,30 @@ def version_key(cv: CanaryVersion) -> str:
 
 @dataclass
 class Cache:
-    """The current basis after an :func:`update`, and what that update did."""
+    """The current basis and every sum, brought up to date in memory by :func:`update`;
+    :func:`save` stores what changed."""
 
-    row: FeatureBasis
     basis: Basis
     config: TextConfig | None
-    added: int = 0  # answers featurised into the stored sums by this update
+    digest: str  # the basis's
+    fitted_on: int  # answers the basis was fitted on
+    groups: dict[GroupKey, Group]  # every sum, up to date
+    added: int = 0  # answers featurised by this update
     changed: set[GroupKey] = field(default_factory=set)
     rebuilt: str | None = None  # why every sum was rebuilt (a new basis, --full), or None
     mismatched: list[GroupKey] = field(default_factory=list)  # stored sums that disagreed
-    groups: dict[GroupKey, Group] = field(default_factory=dict)  # every sum, up to date
+    # what save() needs: the stored basis row (None: a new basis), the basis row read and
+    # the seq its sums reached then, the seq they reach now, the stored sums
+    row: FeatureBasis | None = None
+    read_row: int | None = None
+    read_seq: int = 0
+    last_seq: int = 0
+    stored: dict[GroupKey, FeatureSum] = field(default_factory=dict)
+    sums: _Sums | None = None
+
+
+class FeatureCacheConflict(AuditorError):
+    """Another analysis stored the sums while this one computed them."""
 
 
 def _xor(a: str, b: str) -> str:
@@ -146,15 +165,6 @@ class _Sums:
             fs.last_seq, fs.updated_at = self.last[k], now
 
 
-def _lock(session: Session, row: FeatureBasis) -> None:
-    """Holds the basis row until the caller commits: concurrent analyses update the sums
-    one after the other (the UPDATE takes the write lock on SQLite, the row's on
-    PostgreSQL), and the second sees what the first added."""
-    session.execute(sql_update(FeatureBasis).where(FeatureBasis.id == row.id)
-                    .values(last_seq=FeatureBasis.last_seq))
-    session.refresh(row)
-
-
 def _needs_basis(row: FeatureBasis | None, settings: Settings, n_now: int) -> str | None:
     a = settings.analysis
     if row is None:
@@ -188,29 +198,26 @@ def _count(session: Session, vids: list[int]) -> int:
         Response.canary_version_id.in_(vids))) or 0)
 
 
-def _rebuild(session: Session, row: FeatureBasis, basis: Basis, config: TextConfig | None,
-             vids: list[int]) -> tuple[_Sums, int]:
+def _rebuild(basis: Basis, config: TextConfig | None, session: Session, vids: list[int],
+             ) -> tuple[_Sums, int, int]:
+    """Every sum from the raw responses: (sums, answers, last seq)."""
     sums, n, last = _Sums(basis), 0, 0
     for chunk in _answers(session, vids):
         sums.add(chunk, config)
         n, last = n + len(chunk), chunk[-1][3]
-    row.last_seq = max(row.last_seq, last)
-    return sums, n
+    return sums, n, last
 
 
 def update(session: Session, settings: Settings, *, full: bool = False) -> Cache | None:
-    """Brings the sums up to date with every free-text answer stored; None when there is
-    none. ``full``: rebuild every sum from the raw responses under the current basis and
-    compare with what was stored. The caller commits (the basis row stays locked)."""
+    """Brings every sum up to date, in memory, with the free-text answers stored since
+    the last :func:`save`; None when there is none. ``full``: rebuild every sum from the
+    raw responses under the current basis and compare with what was stored.
+
+    Nothing is written here, so the database's write lock (SQLite has one) is not held
+    while answers are featurised; :func:`save` writes, in the caller's transaction."""
     config = text_config(settings)
     vids = _text_versions(session)
-    rows = list(session.scalars(select(FeatureBasis).order_by(FeatureBasis.id.desc())))
-    row = rows[0] if rows else None
-    for old in rows[1:]:  # a basis another process replaced
-        session.execute(delete(FeatureSum).where(FeatureSum.basis_id == old.id))
-        session.delete(old)
-    if row is not None:
-        _lock(session, row)
+    row = session.scalars(select(FeatureBasis).order_by(FeatureBasis.id.desc())).first()
     a = settings.analysis
     n_now = (_count(session, vids)
              if row is None or row.n_answers < a.basis_fit_answers else row.n_answers)
@@ -222,45 +229,80 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
         basis = fit_basis(_sample(session, vids, n_now, a.basis_fit_answers),
                           a.representations, a.sketch_dim, config,
                           half_life=a.recent_half_life_days * DAY)
-        if row is not None:
-            session.execute(delete(FeatureSum).where(FeatureSum.basis_id == row.id))
-            session.delete(row)
-        row = FeatureBasis(digest=basis.digest, reps=list(basis.reps), dim=basis.dim,
-                           n_answers=basis.n_answers, last_seq=0, data=basis.to_bytes())
-        session.add(row)
-        session.flush()
         log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
                                                 "answers": basis.n_answers})
-        sums, n = _rebuild(session, row, basis, config, vids)
-        sums.write(session, row, set(sums.sums.groups), {})
-        return Cache(row, basis, config, n, set(sums.sums.groups), rebuilt=why,
-                     groups=sums.sums.groups)
+        sums, n, last = _rebuild(basis, config, session, vids)
+        return Cache(basis, config, basis.digest, basis.n_answers, sums.sums.groups, n,
+                     set(sums.sums.groups), rebuilt=why, row=None,
+                     read_row=row.id if row is not None else None,
+                     read_seq=row.last_seq if row is not None else 0, last_seq=last, sums=sums)
     assert row is not None
     basis = Basis.from_bytes(row.data)
     stored = {(fs.endpoint_id, fs.canary_version_id): fs
               for fs in session.scalars(select(FeatureSum).where(FeatureSum.basis_id == row.id))}
     if full:
-        sums, n = _rebuild(session, row, basis, config, vids)
+        sums, n, last = _rebuild(basis, config, session, vids)
         mismatched = _compare(sums, stored, basis)
         if mismatched:
             log.warning("stored feature sums disagreed with the raw responses; replaced",
                         extra={"event": "feature_cache_mismatch", "groups": len(mismatched)})
-        for k, fs in stored.items():
-            if k not in sums.sums.groups:
-                session.delete(fs)
-        sums.write(session, row, set(sums.sums.groups), stored)
-        return Cache(row, basis, config, n, set(sums.sums.groups),
-                     rebuilt="a full recomputation (--full)", mismatched=mismatched,
-                     groups=sums.sums.groups)
-    sums, n = _Sums(basis), 0
+        return Cache(basis, config, row.digest, row.n_answers, sums.sums.groups, n,
+                     set(sums.sums.groups), rebuilt="a full recomputation (--full)",
+                     mismatched=mismatched, row=row, read_row=row.id, read_seq=row.last_seq,
+                     last_seq=max(last, row.last_seq), stored=stored, sums=sums)
+    sums, n, last = _Sums(basis), 0, row.last_seq
     for fs in stored.values():
         sums.load(fs)
     changed: set[GroupKey] = set()
     for chunk in _answers(session, vids, after=row.last_seq):
         changed |= sums.add(chunk, config)
-        n, row.last_seq = n + len(chunk), chunk[-1][3]
-    sums.write(session, row, changed, stored)
-    return Cache(row, basis, config, n, changed, groups=sums.sums.groups)
+        n, last = n + len(chunk), chunk[-1][3]
+    return Cache(basis, config, row.digest, row.n_answers, sums.sums.groups, n, changed,
+                 row=row, read_row=row.id, read_seq=row.last_seq, last_seq=last,
+                 stored=stored, sums=sums)
+
+
+def save(session: Session, cache: Cache) -> None:
+    """Stores what :func:`update` changed, in the caller's transaction: a new basis with
+    every sum (older bases and their sums go), or the changed sums. Raises
+    :class:`FeatureCacheConflict` when another analysis saved since this one read the
+    sums (its sums stand; this one's work goes with its transaction)."""
+    assert cache.sums is not None
+    if cache.row is None:  # a new basis: the one read (or none) must still be the newest
+        session.execute(sql_update(FeatureBasis).values(last_seq=FeatureBasis.last_seq))
+        newest = session.scalars(select(FeatureBasis).order_by(FeatureBasis.id.desc())).first()
+        if (newest.id if newest else None) != cache.read_row or (
+                newest is not None and newest.last_seq != cache.read_seq):
+            raise _conflict()
+        stored: Mapping[GroupKey, FeatureSum] = {}
+        cache.row = FeatureBasis(digest=cache.digest, reps=list(cache.basis.reps),
+                                 dim=cache.basis.dim, n_answers=cache.fitted_on,
+                                 last_seq=cache.last_seq, data=cache.basis.to_bytes())
+    else:
+        moved = session.scalar(sql_update(FeatureBasis).where(
+            FeatureBasis.id == cache.row.id, FeatureBasis.last_seq == cache.read_seq)
+            .values(last_seq=cache.last_seq).returning(FeatureBasis.id))
+        if moved is None:
+            raise _conflict()
+        stored = cache.stored
+        for k, fs in stored.items():  # --full: sums of answers no longer stored go
+            if k not in cache.groups:
+                session.delete(fs)
+    for old in session.scalars(select(FeatureBasis).where(
+            FeatureBasis.id != cache.row.id) if cache.row.id else select(FeatureBasis)):
+        session.execute(delete(FeatureSum).where(FeatureSum.basis_id == old.id))
+        session.delete(old)
+    if cache.row.id is None:
+        session.add(cache.row)
+        session.flush()
+    cache.sums.write(session, cache.row, cache.changed, stored)
+    session.flush()
+
+
+def _conflict() -> FeatureCacheConflict:
+    return FeatureCacheConflict(
+        "another analysis updated the feature cache while this one ran; nothing was stored "
+        "by this one (the daemon retries after the next cycle; run `auditor analyze` again)")
 
 
 def _compare(sums: _Sums, stored: Mapping[GroupKey, FeatureSum], basis: Basis,

@@ -15,7 +15,8 @@ maximum resident set):
     python -m benchmarks.incremental --db sqlite --history 250000,1000000,3000000
     python -m benchmarks.incremental --db postgresql --history 1000000 --full
 
-``--db postgresql`` uses (and empties) the database at ``--pg-url``.
+``--db postgresql`` creates the database named in ``--pg-url`` afresh on that server (it
+must not be one in use: the default is ``auditor_bench_incremental``) and drops it after.
 """
 
 from __future__ import annotations
@@ -144,19 +145,25 @@ def _child(url: str, full: bool) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _reset_pg(url: str) -> None:
+def _pg_database(url: str, create: bool) -> None:
+    """Drops the database of ``url`` (and creates it afresh, with ``create``)."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine(url)
-    with engine.begin() as c:
-        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    u = make_url(url)
+    engine = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
+        if create:
+            c.execute(text(f'CREATE DATABASE "{u.database}"'))
     engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--pg-url",
+                    default="postgresql+psycopg://postgres@127.0.0.1:5432/auditor_bench_incremental")
     ap.add_argument("--history", default="250000,1000000",
                     help="comma-separated stored-response counts to measure at")
     ap.add_argument("--full", action="store_true", help="also time `analyze --full`")
@@ -170,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="auditor-incremental-") as tmp:
         if args.db == "postgresql":
             url = args.pg_url
-            _reset_pg(url)
+            _pg_database(url, create=True)
         else:
             url = f"sqlite:///{args.keep or Path(tmp) / 'history.db'}"
         from auditor.store import db, open_store
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 full = _child(url, True)
                 line += (f" full={full['seconds']:.1f}s (peak {full['peak_mib']:.0f} MiB)")
             print(line, flush=True)
+        if args.db == "postgresql":
+            _pg_database(url, create=False)
     return 0
 
 

@@ -302,3 +302,34 @@ def test_a_suspect_that_changed_its_model_is_seen_in_the_recent_verdict(
         assert row.p_value == whole.p_value
         detail = case_detail(s, "indie-suspect", "protected", show_canary_ids=True)
         assert detail is not None and detail["latest"].p_value == whole.p_value
+
+
+def test_the_update_writes_nothing_and_a_raced_save_stores_nothing(
+    world: tuple[Path, Store], lms: dict[str, TrigramLM]
+) -> None:
+    """Featurising holds no write lock (the probes need it on SQLite); of two analyses
+    that ran at once, the second to save stores nothing and says why."""
+    from auditor import features
+
+    folder, store = world
+    settings = _settings()
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    _cycle(store, settings, folder, lms, day, seed=0)
+    _analyse(store, settings)
+    _cycle(store, settings, folder, lms, day + timedelta(hours=6), seed=1)
+    with store.session() as a, store.session() as b:
+        first = features.update(a, settings)
+        second = features.update(b, settings)
+        assert first is not None and second is not None and first.added == second.added > 0
+        for s in (a, b):  # nothing pending, no transaction open on the database
+            assert not (s.new or s.dirty or s.deleted)
+            assert not s.connection().connection.dbapi_connection.in_transaction
+        features.save(a, first)
+        a.commit()
+        with pytest.raises(features.FeatureCacheConflict, match="another analysis"):
+            features.save(b, second)
+        b.rollback()
+    with store.session() as s:
+        assert s.scalars(select(FeatureBasis)).one().last_seq == first.last_seq
+        again = features.update(s, settings)
+        assert again is not None and again.added == 0
