@@ -19,7 +19,7 @@ from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, sync_registry
 from auditor.store import Store, sync_endpoints
-from auditor.store.models import Endpoint, MonitorState, Verdict
+from auditor.store.models import Endpoint, FeatureSum, MonitorState, Verdict
 from tests.factories import demo_lms, fill, settings_with
 
 ROLES = {name: role for name, (role, _) in DEMO_ENDPOINTS.items()}
@@ -215,15 +215,16 @@ def test_logprob_canaries_feed_the_logprob_channel(store: Store, tmp_path: Path)
 
 
 def _analyze_cli(tmp_path: Path, sqlite_url: str, roles: dict[str, str],
-                 timeout: float) -> subprocess.CompletedProcess[str]:
+                 timeout: float, *args: str) -> subprocess.CompletedProcess[str]:
     """``auditor analyze`` as a user runs it, on a config naming ``roles``' endpoints."""
     cfg = tmp_path / "auditor.toml"
     cfg.write_text(f'database_url = "{sqlite_url}"\n' + "".join(
         f'[[endpoints]]\nname = "{n}"\nprovider = "http"\nmodel = "model-{n}"\nrole = "{r}"\n'
         'base_url = "http://127.0.0.1:9/v1"\n' for n, r in roles.items()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
-    return subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "auditor", "--config", str(cfg), "analyze",
+                           *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _one_control_down(store: Store) -> dict[str, str]:
@@ -338,3 +339,20 @@ def test_auditor_analyze_prints_a_control_that_looks_derived(
     out = " ".join(done.stdout.split())
     assert "control student is itself significantly close to protected (p = " in out
     assert "kept in the null" in out
+
+
+def test_auditor_analyze_full_checks_the_feature_cache_and_exits_1_when_it_was_wrong(
+    store: Store, sqlite_url: str, tmp_path: Path, lms: dict[str, TrigramLM]
+) -> None:
+    _fill(store, tmp_path, lms, datetime(2026, 11, 1, tzinfo=UTC))
+    first = _analyze_cli(tmp_path, sqlite_url, ROLES, 120)
+    assert first.returncode == 0, first.stderr
+    with store.session() as s:  # a sum that no longer stands for its answers
+        s.scalars(select(FeatureSum).limit(1)).one().digest = "0" * 64
+    full = _analyze_cli(tmp_path, sqlite_url, ROLES, 120, "--full")
+    words = " ".join(full.stdout.split())
+    assert full.returncode == 1, full.stderr
+    assert "1 stored sums disagreed and were replaced" in words, words
+    again = _analyze_cli(tmp_path, sqlite_url, ROLES, 120, "--full")
+    assert again.returncode == 0 and "every stored sum agreed" in " ".join(again.stdout.split())
+
