@@ -84,7 +84,7 @@ class Cache:
     basis: Basis
     config: TextConfig | None
     digest: str  # the basis's
-    fitted_on: int  # answers the basis was fitted on
+    fitted_on: int  # free-text answers stored when the basis was fitted (it saw a sample)
     groups: dict[GroupKey, Group]  # every sum, up to date
     added: int = 0  # answers featurised by this update
     changed: set[GroupKey] = field(default_factory=set)
@@ -230,9 +230,9 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                           a.representations, a.sketch_dim, config,
                           half_life=a.recent_half_life_days * DAY)
         log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
-                                                "answers": basis.n_answers})
+                                                "answers": n_now, "sample": basis.n_answers})
         sums, n, last = _rebuild(basis, config, session, vids)
-        return Cache(basis, config, basis.digest, basis.n_answers, sums.sums.groups, n,
+        return Cache(basis, config, basis.digest, n_now, sums.sums.groups, n,
                      set(sums.sums.groups), rebuilt=why, row=None,
                      read_row=row.id if row is not None else None,
                      read_seq=row.last_seq if row is not None else 0, last_seq=last, sums=sums)

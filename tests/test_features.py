@@ -235,11 +235,17 @@ def test_the_basis_is_refitted_while_small_and_then_stays(
     with store.session() as s:
         assert len(s.scalars(select(FeatureBasis)).all()) == 1
     # a change of representations makes a new basis, fitted on a sample of at most
-    # basis_fit_answers, and every sum is rebuilt
-    changed = _settings(basis_fit_answers=2 * per_cycle, representations=["word", "style"])
+    # basis_fit_answers, and every sum is rebuilt; then it stays
+    changed = _settings(basis_fit_answers=3 * per_cycle, representations=["word", "style"])
     v = _analyse(store, changed)["student"].params["features"]
-    assert v["rebuilt"] and v["basis_answers"] == 2 * per_cycle
+    assert v["rebuilt"] and v["basis_answers"] == 4 * per_cycle
     assert v["answers_added"] == 4 * per_cycle
+    with store.session() as s:
+        sample = Basis.from_bytes(s.scalars(select(FeatureBasis)).one().data).n_answers
+    assert 2 * per_cycle <= sample <= 3 * per_cycle  # every 2nd of 4 cycles' answers
+    _cycle(store, changed, folder, lms, day + timedelta(hours=5), seed=5)
+    v = _analyse(store, changed)["student"].params["features"]
+    assert v["rebuilt"] is None and v["answers_added"] == per_cycle
 
 
 def test_after_a_cycle_only_the_pairs_with_new_evidence_get_a_verdict(

@@ -247,7 +247,7 @@ class FeatureBasis(Base):
     digest: Mapped[str] = mapped_column(String(64))
     reps: Mapped[list[Any]] = mapped_column()
     dim: Mapped[int] = mapped_column(Integer)
-    n_answers: Mapped[int] = mapped_column(BigInteger)
+    n_answers: Mapped[int] = mapped_column(BigInteger)  # free-text answers stored at the fit
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
