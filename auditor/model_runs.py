@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from auditor.store.models import ModelRun, Response
+from auditor.store.models import ModelRun, ModelRunsHead, Response
 
 Runs = dict[str, list[tuple[int, str]]]  # endpoint -> [(first seq, model)], in seq order
 
@@ -30,14 +30,21 @@ def _labelled() -> list[Any]:
 
 
 def update(session: Session) -> int:
-    """Extends the stored runs with the responses stored since the last update; returns
-    how many responses it read. The caller commits."""
-    after = int(session.scalar(select(func.max(ModelRun.last_seq))) or 0)
+    """Extends the stored runs with the responses stored since the last update
+    (``model_runs_head``); returns how many labelled responses it read. The caller
+    commits."""
+    head = session.get(ModelRunsHead, 1)
+    if head is None:
+        head = ModelRunsHead(id=1, seq=0)
+        session.add(head)
+    after = head.seq
+    top = int(session.scalar(select(func.max(Response.seq))) or 0)
     last: dict[int, ModelRun] = {}
     for stored in session.scalars(select(ModelRun).order_by(ModelRun.first_seq)):
         last[stored.endpoint_id] = stored
     q = (select(Response.endpoint_id, Response.seq, Response.reported_model)
-         .where(Response.seq > after, *_labelled()).order_by(Response.seq))
+         .where(Response.seq > after, Response.seq <= top, *_labelled())
+         .order_by(Response.seq))
     n = 0
     for ep, seq, model in session.execute(q.execution_options(yield_per=20000)):
         n += 1
@@ -47,6 +54,7 @@ def update(session: Session) -> int:
         else:
             last[ep] = ModelRun(endpoint_id=ep, first_seq=seq, last_seq=seq, model=model)
             session.add(last[ep])
+    head.seq = max(after, top)
     session.flush()
     return n
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from auditor import model_runs
 from auditor.canary import Canary
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import sync_registry
 from auditor.store import open_store, sync_endpoints
-from auditor.store.models import Endpoint
+from auditor.store.models import Endpoint, ModelRunsHead, Response
 from tests.factories import settings_with
 
 LABELS = {  # per endpoint, the reported model of each response in order (None: none)
@@ -50,5 +50,8 @@ def test_stored_runs_equal_the_runs_of_the_whole_history(db_url: str) -> None:
         assert "c" not in kept
         labelled = sum(1 for labels in LABELS.values() for x in labels if x)
         assert sum(read) == labelled  # each labelled response read once
+        with store.session() as s:  # and the next update starts after the newest response
+            assert s.get(ModelRunsHead, 1).seq == s.scalar(select(func.max(Response.seq)))
+            assert model_runs.update(s) == 0
     finally:
         store.close()

@@ -21,6 +21,7 @@ __all__ = [
     "Heartbeat",
     "LedgerHead",
     "ModelRun",
+    "ModelRunsHead",
     "MonitorState",
     "RegistryCommit",
     "Report",
@@ -286,6 +287,15 @@ class ModelRun(Base):
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     model: Mapped[str] = mapped_column(String(200))
+
+
+class ModelRunsHead(Base):
+    """The one row saying how far ``model_runs`` has read the responses (``seq``)."""
+
+    __tablename__ = "model_runs_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerHead(Base):

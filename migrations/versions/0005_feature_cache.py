@@ -76,8 +76,16 @@ def upgrade() -> None:
                             name=op.f("uq_model_runs_endpoint_id_first_seq")),
     )
 
+    op.create_table(
+        "model_runs_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_runs_head")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("model_runs_head")
     op.drop_table("model_runs")
     op.drop_table("feature_sums")
     op.drop_table("feature_bases")
