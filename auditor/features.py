@@ -85,7 +85,7 @@ class Cache:
     config: TextConfig | None
     digest: str  # the basis's
     fitted_on: int  # free-text answers stored when the basis was fitted (it saw a sample)
-    groups: dict[GroupKey, Group]  # every sum, up to date
+    sums: _Sums  # every sum, up to date, with its digest and last seq
     added: int = 0  # answers featurised by this update
     changed: set[GroupKey] = field(default_factory=set)
     rebuilt: str | None = None  # why every sum was rebuilt (a new basis, --full), or None
@@ -97,7 +97,10 @@ class Cache:
     read_seq: int = 0
     last_seq: int = 0
     stored: dict[GroupKey, FeatureSum] = field(default_factory=dict)
-    sums: _Sums | None = None
+
+    @property
+    def groups(self) -> dict[GroupKey, Group]:
+        return self.sums.sums.groups
 
 
 class FeatureCacheConflict(AuditorError):
@@ -232,10 +235,10 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
         log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
                                                 "answers": n_now, "sample": basis.n_answers})
         sums, n, last = _rebuild(basis, config, session, vids)
-        return Cache(basis, config, basis.digest, n_now, sums.sums.groups, n,
+        return Cache(basis, config, basis.digest, n_now, sums, n,
                      set(sums.sums.groups), rebuilt=why, row=None,
                      read_row=row.id if row is not None else None,
-                     read_seq=row.last_seq if row is not None else 0, last_seq=last, sums=sums)
+                     read_seq=row.last_seq if row is not None else 0, last_seq=last)
     assert row is not None
     basis = Basis.from_bytes(row.data)
     stored = {(fs.endpoint_id, fs.canary_version_id): fs
@@ -246,10 +249,10 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
         if mismatched:
             log.warning("stored feature sums disagreed with the raw responses; replaced",
                         extra={"event": "feature_cache_mismatch", "groups": len(mismatched)})
-        return Cache(basis, config, row.digest, row.n_answers, sums.sums.groups, n,
+        return Cache(basis, config, row.digest, row.n_answers, sums, n,
                      set(sums.sums.groups), rebuilt="a full recomputation (--full)",
                      mismatched=mismatched, row=row, read_row=row.id, read_seq=row.last_seq,
-                     last_seq=max(last, row.last_seq), stored=stored, sums=sums)
+                     last_seq=max(last, row.last_seq), stored=stored)
     sums, n, last = _Sums(basis), 0, row.last_seq
     for fs in stored.values():
         sums.load(fs)
@@ -257,9 +260,9 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     for chunk in _answers(session, vids, after=row.last_seq):
         changed |= sums.add(chunk, config)
         n, last = n + len(chunk), chunk[-1][3]
-    return Cache(basis, config, row.digest, row.n_answers, sums.sums.groups, n, changed,
+    return Cache(basis, config, row.digest, row.n_answers, sums, n, changed,
                  row=row, read_row=row.id, read_seq=row.last_seq, last_seq=last,
-                 stored=stored, sums=sums)
+                 stored=stored)
 
 
 def save(session: Session, cache: Cache) -> None:
@@ -267,7 +270,6 @@ def save(session: Session, cache: Cache) -> None:
     every sum (older bases and their sums go), or the changed sums. Raises
     :class:`FeatureCacheConflict` when another analysis saved since this one read the
     sums (its sums stand; this one's work goes with its transaction)."""
-    assert cache.sums is not None
     if cache.row is None:  # a new basis: the one read (or none) must still be the newest
         session.execute(sql_update(FeatureBasis).values(last_seq=FeatureBasis.last_seq))
         newest = session.scalars(select(FeatureBasis).order_by(FeatureBasis.id.desc())).first()

@@ -52,7 +52,6 @@ from .text import (
 )
 
 IDF_REPS = ("word", "char", "layout", "pos")
-SKETCHED = ("word", "char", "layout", "pos", "opening")
 N_STYLE = len(STYLE_FEATURES)
 FIT_CHUNK = 5000
 
