@@ -319,6 +319,9 @@ class Analysis(_Strict):
     # besides the verdict on all answers, a free-text verdict on recent ones: each answer
     # weighs 2 ** (-age / half-life), so a suspect that changed its model is seen (0: off)
     recent_half_life_days: float = Field(default=30.0, ge=0)
+    # processes that featurise a large backlog of answers (a first analysis of an
+    # imported history, `auditor analyze --full`) in parallel; 0: one per CPU core
+    workers: int = Field(default=0, ge=0, le=256)
 
     @field_validator("sketch_dim")
     @classmethod

@@ -29,8 +29,12 @@ from __future__ import annotations
 __all__ = ["TEXT_KINDS", "Cache", "FeatureCacheConflict", "raw_tensor", "save", "tensor",
            "text_config", "update", "version_key"]
 
+import itertools
 import logging
+import multiprocessing
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -44,12 +48,14 @@ from auditor.errors import AuditorError
 from auditor.stats import SimilarityTensor
 from auditor.stats.features import Basis, FeatureSums, Group, fit_basis
 from auditor.stats.text import TextConfig
+from auditor.store.db import make_engine
 from auditor.store.models import CanaryVersion, FeatureBasis, FeatureSum, Response, utcnow
 
 log = logging.getLogger(__name__)
 
 TEXT_KINDS = ("free_text", "watermark")
 CHUNK = 5_000  # answers featurised together (bounds the memory of one pass)
+PARALLEL_MIN = 200_000  # a backlog of this many seqs or more is featurised in parallel
 ZERO = "0" * 64
 DAY = 86400.0
 GroupKey = tuple[int, int]  # (endpoint id, canary version id)
@@ -116,14 +122,18 @@ def _text_versions(session: Session) -> list[int]:
         select(CanaryVersion.id).where(CanaryVersion.kind.in_(TEXT_KINDS))))
 
 
-def _answers(session: Session, vids: list[int], after: int = 0) -> Iterator[list[Row]]:
-    """The free-text answers stored after seq ``after``, in seq order, in chunks."""
+def _answers(session: Session, vids: list[int], after: int = 0, upto: int | None = None,
+             ) -> Iterator[list[Row]]:
+    """The free-text answers stored after seq ``after`` (up to ``upto``), in seq order, in
+    chunks."""
     if not vids:
         return
     q = (select(Response.endpoint_id, Response.canary_version_id, Response.text,
                 Response.seq, Response.record_hash, Response.collected_at)
          .where(Response.canary_version_id.in_(vids), Response.seq > after)
          .order_by(Response.seq).execution_options(yield_per=CHUNK))
+    if upto is not None:
+        q = q.where(Response.seq <= upto)
     chunk: list[Row] = []
     for e, v, t, s, h, at in session.execute(q):
         chunk.append((e, v, t, s, h, at.timestamp()))
@@ -149,6 +159,29 @@ class _Sums:
             self.digest[(e, v)] = _xor(self.digest.get((e, v), ZERO), h)
             self.last[(e, v)] = max(self.last.get((e, v), 0), seq)
         return {(r[0], r[1]) for r in rows}
+
+    def merge(self, other: _Sums) -> None:
+        """Adds the sums of other answers (a shard featurised in another process)."""
+        for k, g in other.sums.groups.items():
+            if k in self.sums.groups:
+                self.sums.groups[k].merge(g, self.sums.basis.half_life)
+            else:
+                self.sums.groups[k] = g
+            self.digest[k] = _xor(self.digest.get(k, ZERO), other.digest[k])
+            self.last[k] = max(self.last.get(k, 0), other.last[k])
+
+    def packed(self) -> dict[GroupKey, tuple[int, bytes, str, int]]:
+        return {k: (g.n, g.pack(self.sums.basis), self.digest[k], self.last[k])
+                for k, g in self.sums.groups.items()}
+
+    @classmethod
+    def unpacked(cls, basis: Basis, packed: Mapping[GroupKey, tuple[int, bytes, str, int]],
+                 ) -> _Sums:
+        out = cls(basis)
+        for k, (n, data, digest, last) in packed.items():
+            out.sums.groups[k] = Group.unpack(n, data, basis)
+            out.digest[k], out.last[k] = digest, last
+        return out
 
     def load(self, fs: FeatureSum) -> None:
         k = (fs.endpoint_id, fs.canary_version_id)
@@ -182,15 +215,21 @@ def _needs_basis(row: FeatureBasis | None, settings: Settings, n_now: int) -> st
 
 def _sample(session: Session, vids: list[int], n: int, limit: int) -> list[str]:
     """The answers a basis is fitted on: all of them, or, when there are more than
-    ``limit`` (and ``limit`` > 0), every k-th in seq order, ``limit`` or fewer."""
-    step = -(-n // limit) if 0 < limit < n else 1
+    ``limit`` (and ``limit`` > 0), those whose seq falls on every k-th one from the first
+    (k = answers / ``limit``): about ``limit``, spread evenly over the history, looked up
+    by seq rather than read from the whole store."""
+    if not 0 < limit < n:
+        return [r[2] or "" for chunk in _answers(session, vids) for r in chunk]
+    step = -(-n // limit)
+    lo, hi = session.execute(select(func.min(Response.seq), func.max(Response.seq)).where(
+        Response.canary_version_id.in_(vids))).one()
+    seqs = range(lo, hi + 1, step)
     out: list[str] = []
-    i = 0
-    for chunk in _answers(session, vids):
-        for r in chunk:
-            if i % step == 0:
-                out.append(r[2] or "")
-            i += 1
+    for i in range(0, len(seqs), 1000):
+        out += [t or "" for t in session.scalars(
+            select(Response.text).where(Response.seq.in_(seqs[i:i + 1000]),
+                                        Response.canary_version_id.in_(vids))
+            .order_by(Response.seq))]
     return out
 
 
@@ -201,13 +240,78 @@ def _count(session: Session, vids: list[int]) -> int:
         Response.canary_version_id.in_(vids))) or 0)
 
 
-def _rebuild(basis: Basis, config: TextConfig | None, session: Session, vids: list[int],
-             ) -> tuple[_Sums, int, int]:
-    """Every sum from the raw responses: (sums, answers, last seq)."""
-    sums, n, last = _Sums(basis), 0, 0
-    for chunk in _answers(session, vids):
-        sums.add(chunk, config)
+def _featurise(session: Session, settings: Settings, config: TextConfig | None,
+               vids: list[int], sums: _Sums, after: int = 0) -> tuple[set[GroupKey], int, int]:
+    """Adds the free-text answers stored after seq ``after`` into ``sums``: (the groups
+    changed, answers added, last seq read). A large backlog (a first analysis, ``--full``)
+    is split by seq into shards featurised in parallel processes (``analysis.workers``),
+    each reading its own shard from the database; the sums add, so the result is the same
+    to rounding."""
+    upto = session.scalar(select(func.max(Response.seq)).where(
+        Response.canary_version_id.in_(vids))) if vids else None
+    if upto is None or upto <= after:
+        return set(), 0, after
+    workers = _workers(settings, config)
+    if workers > 1 and upto - after >= PARALLEL_MIN:
+        return _featurise_parallel(session, sums, vids, after, upto, workers)
+    changed: set[GroupKey] = set()
+    n, last = 0, after
+    for chunk in _answers(session, vids, after, upto):
+        changed |= sums.add(chunk, config)
         n, last = n + len(chunk), chunk[-1][3]
+    return changed, n, last
+
+
+def _workers(settings: Settings, config: TextConfig | None) -> int:
+    if config is not None:  # an encoder or tagger: one copy of the model, in this process
+        return 1
+    if settings.analysis.workers:
+        return settings.analysis.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _featurise_parallel(session: Session, sums: _Sums, vids: list[int], after: int,
+                        upto: int, workers: int) -> tuple[set[GroupKey], int, int]:
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    shards = 2 * workers  # smaller shards even out a slower process
+    cuts = [after + (upto - after) * i // shards for i in range(shards + 1)]
+    jobs = [(url, sums.sums.basis.to_bytes(), vids, lo, hi)
+            for lo, hi in itertools.pairwise(cuts)]
+    log.info("featurising in parallel", extra={
+        "event": "features_parallel", "workers": workers, "shards": shards,
+        "after_seq": after, "upto_seq": upto})
+    changed: set[GroupKey] = set()
+    n, last = 0, after
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for k, got, packed in pool.map(_shard, jobs):
+            part = _Sums.unpacked(sums.sums.basis, packed)
+            sums.merge(part)
+            changed |= set(packed)
+            n, last = n + k, max(last, got)
+    return changed, n, last
+
+
+def _shard(job: tuple[str, bytes, list[int], int, int],
+           ) -> tuple[int, int, dict[GroupKey, tuple[int, bytes, str, int]]]:
+    """In a worker process: the sums of the answers with ``lo < seq <= hi``."""
+    url, basis, vids, lo, hi = job
+    sums, n, last = _Sums(Basis.from_bytes(basis)), 0, lo
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            for chunk in _answers(session, vids, lo, hi):
+                sums.add(chunk, None)
+                n, last = n + len(chunk), chunk[-1][3]
+    finally:
+        engine.dispose()
+    return n, last, sums.packed()
+
+
+def _rebuild(basis: Basis, config: TextConfig | None, session: Session, settings: Settings,
+             vids: list[int]) -> tuple[_Sums, int, int]:
+    """Every sum from the raw responses: (sums, answers, last seq)."""
+    sums = _Sums(basis)
+    _, n, last = _featurise(session, settings, config, vids, sums)
     return sums, n, last
 
 
@@ -234,7 +338,7 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                           half_life=a.recent_half_life_days * DAY)
         log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
                                                 "answers": n_now, "sample": basis.n_answers})
-        sums, n, last = _rebuild(basis, config, session, vids)
+        sums, n, last = _rebuild(basis, config, session, settings, vids)
         return Cache(basis, config, basis.digest, n_now, sums, n,
                      set(sums.sums.groups), rebuilt=why, row=None,
                      read_row=row.id if row is not None else None,
@@ -244,7 +348,7 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     stored = {(fs.endpoint_id, fs.canary_version_id): fs
               for fs in session.scalars(select(FeatureSum).where(FeatureSum.basis_id == row.id))}
     if full:
-        sums, n, last = _rebuild(basis, config, session, vids)
+        sums, n, last = _rebuild(basis, config, session, settings, vids)
         mismatched = _compare(sums, stored, basis)
         if mismatched:
             log.warning("stored feature sums disagreed with the raw responses; replaced",
@@ -253,13 +357,10 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                      set(sums.sums.groups), rebuilt="a full recomputation (--full)",
                      mismatched=mismatched, row=row, read_row=row.id, read_seq=row.last_seq,
                      last_seq=max(last, row.last_seq), stored=stored)
-    sums, n, last = _Sums(basis), 0, row.last_seq
+    sums = _Sums(basis)
     for fs in stored.values():
         sums.load(fs)
-    changed: set[GroupKey] = set()
-    for chunk in _answers(session, vids, after=row.last_seq):
-        changed |= sums.add(chunk, config)
-        n, last = n + len(chunk), chunk[-1][3]
+    changed, n, last = _featurise(session, settings, config, vids, sums, row.last_seq)
     return Cache(basis, config, row.digest, row.n_answers, sums, n, changed,
                  row=row, read_row=row.id, read_seq=row.last_seq, last_seq=last,
                  stored=stored)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from auditor.canonical import canonical_json, sha256_hex
@@ -118,13 +118,7 @@ def import_records(
     if problems:
         raise AuditorError(f"{source}: {len(problems)} record(s) name unknown canaries; "
                            "nothing was imported", problems)
-    seen = {
-        (r.canary_version_id, r.sample_index, r.raw_sha256, r.collected_at)
-        for r in session.execute(
-            select(Response.canary_version_id, Response.sample_index, Response.raw_sha256,
-                   Response.collected_at)
-            .where(Response.endpoint_id == endpoint.id, Response.imported.is_(True)))
-    }
+    seen = _imported(session, endpoint, [rec.collected_at for rec, _ in resolved])
     now = utcnow()
     fresh: list[tuple[ImportRecord, CanaryVersion, str]] = []
     for rec, cv in resolved:
@@ -140,27 +134,39 @@ def import_records(
                   started_at=now, finished_at=now, summary={"source": Path(source).name})
     session.add(cycle)
     session.flush()
-    attempts = []
-    for rec, cv, _ in fresh:
-        attempts.append(Attempt(
-            cycle_id=cycle.id, endpoint_id=endpoint.id, canary_version_id=cv.id,
-            sample_index=rec.sample_index,
-            status="ok", tries=0, started_at=rec.collected_at, finished_at=rec.collected_at))
-    session.add_all(attempts)
-    session.flush()
-    responses = [
-        Response(
-            attempt_id=a.id, endpoint_id=endpoint.id, canary_version_id=cv.id,
-            sample_index=rec.sample_index, text=rec.text, finish_reason=rec.finish_reason,
-            reported_model=rec.reported_model, system_fingerprint=rec.system_fingerprint,
-            prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens,
-            logprobs=rec.logprobs, raw_sha256=digest, raw_body=rec.raw, imported=True,
-            collected_at=rec.collected_at)
-        for a, (rec, cv, digest) in zip(attempts, fresh, strict=True)
-    ]
-    ledger.append(session, responses)
-    session.flush()
+    # one statement per table, the attempts' ids back in the order given
+    attempt_ids = session.scalars(
+        insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True),
+        [{"cycle_id": cycle.id, "endpoint_id": endpoint.id, "canary_version_id": cv.id,
+          "sample_index": rec.sample_index, "status": "ok", "tries": 0,
+          "started_at": rec.collected_at, "finished_at": rec.collected_at}
+         for rec, cv, _ in fresh]).all()
+    ledger.append(session, [
+        {"attempt_id": a, "endpoint_id": endpoint.id, "canary_version_id": cv.id,
+         "sample_index": rec.sample_index, "text": rec.text, "finish_reason": rec.finish_reason,
+         "reported_model": rec.reported_model, "system_fingerprint": rec.system_fingerprint,
+         "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+         "logprobs": rec.logprobs, "raw_sha256": digest, "raw_body": rec.raw, "imported": True,
+         "collected_at": rec.collected_at}
+        for a, (rec, cv, digest) in zip(attempt_ids, fresh, strict=True)])
     return ImportResult(cycle.id, len(fresh), len(records) - len(fresh))
+
+
+def _imported(session: Session, endpoint: Endpoint, times: list[datetime],
+              ) -> set[tuple[int, int, str, datetime]]:
+    """The keys of the responses already imported for ``endpoint`` between the earliest
+    and latest of ``times`` (a duplicate has its record's time): what a re-run skips,
+    read from that stretch of the store only, not from its whole history."""
+    if not times:
+        return set()
+    return {
+        (r.canary_version_id, r.sample_index, r.raw_sha256, r.collected_at)
+        for r in session.execute(
+            select(Response.canary_version_id, Response.sample_index, Response.raw_sha256,
+                   Response.collected_at)
+            .where(Response.endpoint_id == endpoint.id, Response.imported.is_(True),
+                   Response.collected_at >= min(times), Response.collected_at <= max(times)))
+    }
 
 
 def import_jsonl(session: Session, endpoint: Endpoint, path: str | Path) -> ImportResult:

@@ -339,3 +339,44 @@ def test_the_update_writes_nothing_and_a_raced_save_stores_nothing(
         assert s.scalars(select(FeatureBasis)).one().last_seq == first.last_seq
         again = features.update(s, settings)
         assert again is not None and again.added == 0
+
+
+def test_a_backlog_featurised_in_parallel_gives_the_sums_of_one_pass(
+    any_store: Store, tmp_path: Path, lms: dict[str, TrigramLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards read and featurised by worker processes, merged (recent sums brought to one
+    reference time), equal one pass over the answers: from nothing, and added to stored
+    sums; on SQLite and PostgreSQL."""
+    from auditor import features
+
+    folder = write_canaries(tmp_path / "canaries", n_text=N_TEXT, n_watermark=0)
+    one, two = _settings(), _settings(workers=2)
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(3):
+        _cycle(any_store, one, folder, lms, day + timedelta(days=20 * i), seed=i)
+
+    def update(settings: Settings, parallel: bool) -> features.Cache:
+        monkeypatch.setattr(features, "PARALLEL_MIN", 0 if parallel else 10**9)
+        with any_store.session() as s:
+            cache = features.update(s, settings)
+            assert cache is not None
+            return cache
+
+    def same(a: features.Cache, b: features.Cache) -> None:
+        assert a.added == b.added > 0 and a.changed == b.changed
+        assert a.groups.keys() == b.groups.keys() and a.last_seq == b.last_seq
+        for k, g in a.groups.items():
+            assert (g.n, a.sums.digest[k], a.sums.last[k]) == (
+                b.groups[k].n, b.sums.digest[k], b.sums.last[k])
+            np.testing.assert_allclose(np.frombuffer(g.pack(a.basis)),
+                                       np.frombuffer(b.groups[k].pack(b.basis)),
+                                       rtol=1e-10, atol=1e-12)
+
+    serial = update(one, False)
+    same(serial, update(two, True))
+    assert serial.basis.recent and any(0 < g.recent_n < g.n for g in serial.groups.values())
+    with any_store.session() as s:
+        features.save(s, serial)
+    for i in range(3, 5):
+        _cycle(any_store, one, folder, lms, day + timedelta(days=20 * i), seed=i)
+    same(update(one, False), update(two, True))

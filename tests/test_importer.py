@@ -91,3 +91,34 @@ def test_reimporting_the_same_file_adds_nothing(store: Store, tmp_path: Path) ->
         again = import_jsonl(s, ep, p)
     assert again.imported == 0 and again.skipped == 1
     assert _count(store, Response) == 1
+
+
+def test_an_overlapping_import_adds_only_what_is_new_and_links_each_attempt(
+        any_store: Store, tmp_path: Path) -> None:
+    """A second file overlapping the first in time: its duplicate is skipped, answers before,
+    inside and after the first file's stretch are added, each response points at the
+    attempt of its own canary and sample, and the ledger verifies."""
+    from auditor.store import ledger
+
+    ep = _setup(any_store)
+
+    def rec(minute: int, text: str, sample: int, canary: str = "ft-greeting") -> dict[str, object]:
+        return {"canary_id": canary, "sample_index": sample, "text": text,
+                "collected_at": f"2026-11-01T10:{minute:02d}:00Z"}
+
+    with any_store.session() as s:
+        first = import_jsonl(s, ep, _lines(tmp_path, [
+            rec(0, "a", 0), rec(5, "b", 1), rec(10, "c", 2, "ft-lighthouse-keeper")]))
+    with any_store.session() as s:
+        second = import_jsonl(s, ep, _lines(tmp_path, [
+            rec(5, "b", 1), rec(5, "b changed", 2), rec(1, "early", 3, "ft-lighthouse-keeper"),
+            rec(30, "late", 4)]))
+    assert (first.imported, second.imported, second.skipped) == (3, 3, 1)
+    with any_store.session() as s:
+        pairs = s.execute(select(Response, Attempt).join(Attempt, Attempt.id == Response.attempt_id)
+                          .order_by(Response.seq)).all()
+        assert [r.text for r, _ in pairs] == ["a", "b", "c", "b changed", "early", "late"]
+        assert all((a.canary_version_id, a.sample_index, a.endpoint_id)
+                   == (r.canary_version_id, r.sample_index, r.endpoint_id) for r, a in pairs)
+        assert all(a.started_at == r.collected_at for r, a in pairs)
+        assert ledger.verify(s).ok

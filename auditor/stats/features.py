@@ -264,6 +264,25 @@ class Group:
             g.recent_n, g.t_ref = float(flat[-2]), float(flat[-1])
         return g
 
+    def merge(self, other: Group, half_life: float) -> None:
+        """Adds ``other`` (the sums of other answers of the same group) into this one: the
+        sums add; the recent sums are both brought to the newer reference time first, so
+        the result is what adding all the answers in one pass gives (to rounding)."""
+        self.n += other.n
+        self.vectors = {r: v + other.vectors[r] for r, v in self.vectors.items()}
+        self.style = self.style + other.style
+        if not half_life or not np.isfinite(other.t_ref):
+            return
+        if not np.isfinite(self.t_ref):
+            self.recent, self.recent_style = dict(other.recent), other.recent_style
+            self.recent_n, self.t_ref = other.recent_n, other.t_ref
+            return
+        t = max(self.t_ref, other.t_ref)
+        a, b = np.exp2(-(t - self.t_ref) / half_life), np.exp2(-(t - other.t_ref) / half_life)
+        self.recent = {r: v * a + other.recent[r] * b for r, v in self.recent.items()}
+        self.recent_style = self.recent_style * a + other.recent_style * b
+        self.recent_n, self.t_ref = self.recent_n * a + other.recent_n * b, t
+
 
 class FeatureSums:
     """Sums of answer vectors per (model, canary): additive, order-free."""

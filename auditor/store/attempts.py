@@ -376,37 +376,17 @@ def record(session: Session, worker: str, outcomes: Sequence[Outcome]) -> int:
          "b_request_id": o.request_id}
         for o in kept
     ])
-    responses = [
-        Response(attempt_id=o.attempt_id, endpoint_id=o.endpoint_id,
-                 canary_version_id=o.canary_version_id, sample_index=o.sample_index,
-                 imported=False, **o.response)
-        for o in kept if o.status == "ok" and o.response is not None
-    ]
-    if responses:
-        # Held here so the ledger's per-response lookups hit the identity map (it holds
-        # objects weakly) instead of querying the database twice per response.
-        held_rows = [
-            *session.scalars(select(Endpoint).where(
-                Endpoint.id.in_({r.endpoint_id for r in responses}))),
-            *session.scalars(select(CanaryVersion).where(
-                CanaryVersion.id.in_({r.canary_version_id for r in responses}))),
-        ]
-        ledger.append(session, responses)
-        del held_rows
-        # The ledger has linked them; insert them in one statement rather than the ORM's
-        # one INSERT per row (it wants each generated id back).
-        rows = [{c: getattr(r, c) for c in _RESPONSE_COLUMNS} for r in responses]
-        for r in responses:
-            session.expunge(r)
-        session.execute(insert(_responses), rows)
+    ledger.append(session, [
+        {"attempt_id": o.attempt_id, "endpoint_id": o.endpoint_id,
+         "canary_version_id": o.canary_version_id, "sample_index": o.sample_index,
+         "imported": False, **o.response}
+        for o in kept if o.status == "ok" and o.response is not None])
     return len(kept)
 
 
-_RESPONSE_COLUMNS = [c.key for c in Response.__table__.columns if c.key != "id"]
 _OUTCOME_COLUMNS = ("status", "tries", "started_at", "finished_at", "latency_ms", "http_status",
                     "error_class", "error_message", "request_id")
 _attempts = cast(Table, Attempt.__table__)
-_responses = cast(Table, Response.__table__)
 # Core executemany: one statement for the batch, without the ORM's per-row bookkeeping.
 _UPDATE_OUTCOME = (
     update(_attempts).where(_attempts.c.id == bindparam("b_id"))

@@ -17,9 +17,10 @@ __all__ = ["GENESIS", "LedgerBreak", "append", "chain_hash", "ledger_record", "l
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from auditor.canonical import canonical_json, sha256_hex
@@ -33,9 +34,14 @@ from auditor.store.models import (
 )
 
 GENESIS = "0" * 64
+_RESPONSES = cast(Table, Response.__table__)
+_OPTIONAL: dict[str, Any] = {c.key: None for c in _RESPONSES.columns if c.nullable} | {
+    "imported": False}
 
 
-def ledger_record(response: Response, endpoint: Endpoint, canary: CanaryVersion) -> dict[str, Any]:
+def ledger_record(
+    response: Response | SimpleNamespace, endpoint: Endpoint, canary: CanaryVersion
+) -> dict[str, Any]:
     """The canonical evidence record of one response, as hashed into the chain."""
     return {
         "endpoint": endpoint.name,
@@ -63,11 +69,11 @@ def chain_hash(prev_chain: str, record_hash: str) -> str:
 
 
 def _rows(
-    session: Session, responses: Sequence[Response]
+    session: Session, rows: Sequence[dict[str, Any]]
 ) -> tuple[dict[int, Endpoint], dict[int, CanaryVersion]]:
     """The endpoints and canary versions the responses point at, in two queries."""
-    ep_ids = {r.endpoint_id for r in responses}
-    cv_ids = {r.canary_version_id for r in responses}
+    ep_ids = {r["endpoint_id"] for r in rows}
+    cv_ids = {r["canary_version_id"] for r in rows}
     endpoints = {e.id: e for e in session.scalars(select(Endpoint).where(Endpoint.id.in_(ep_ids)))}
     canaries = {
         c.id: c
@@ -86,29 +92,31 @@ def lock_head(session: Session, model: type[Head]) -> Head:
     return session.execute(select(model).where(model.id == 1).with_for_update()).scalar_one()
 
 
-def append(session: Session, responses: Sequence[Response]) -> str:
-    """Links ``responses`` into the chain and adds them to ``session``; returns the new head.
+def append(session: Session, rows: Sequence[dict[str, Any]]) -> str:
+    """Links responses, given as their column values (an omitted optional column is
+    None), into the chain and inserts them in one statement; returns the new head.
 
     Call inside the transaction that also records their attempts; commit afterwards. The
     head row is locked first (an UPDATE), which serialises appenders on SQLite and
     PostgreSQL alike.
     """
-    if not responses:
+    if not rows:
         return session.scalar(select(LedgerHead.chain).where(LedgerHead.id == 1)) or GENESIS
     head = lock_head(session, LedgerHead)
-    endpoints, canaries = _rows(session, responses)
+    endpoints, canaries = _rows(session, rows)
     seq, chain = head.seq, head.chain
-    for response in responses:
-        record = ledger_record(
-            response, endpoints[response.endpoint_id], canaries[response.canary_version_id]
-        )
+    linked = []
+    for given in rows:
+        row = _OPTIONAL | given
+        record = ledger_record(SimpleNamespace(**row), endpoints[row["endpoint_id"]],
+                               canaries[row["canary_version_id"]])
         seq += 1
-        response.seq = seq
-        response.record_hash = sha256_hex(canonical_json(record))
-        response.prev_chain = chain
-        chain = chain_hash(chain, response.record_hash)
-        response.chain = chain
-    session.add_all(responses)
+        row["seq"], row["prev_chain"] = seq, chain
+        row["record_hash"] = sha256_hex(canonical_json(record))
+        chain = row["chain"] = chain_hash(chain, row["record_hash"])
+        linked.append(row)
+    # Core executemany: one statement, without the ORM's per-row bookkeeping
+    session.execute(insert(_RESPONSES), linked)
     head.seq, head.chain = seq, chain
     return chain
 

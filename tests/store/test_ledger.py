@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 
 from auditor.store import Store, ledger
-from auditor.store.models import LedgerHead, Response
+from auditor.store.models import CanaryVersion, Endpoint, LedgerHead, Response
 from tests.factories import fill, settings_with
 
 ANSWERS = {
@@ -66,9 +66,9 @@ def test_a_recomputed_forgery_is_caught_by_the_next_link(store: Store) -> None:
     with store.session() as s:
         row = s.scalars(select(Response).where(Response.seq == 2)).one()
         row.text = "forged"
-        eps, cvs = ledger._rows(s, [row])
-        row.record_hash = sha256_hex(canonical_json(
-            ledger.ledger_record(row, eps[row.endpoint_id], cvs[row.canary_version_id])))
+        ep, cv = s.get_one(Endpoint, row.endpoint_id), s.get_one(CanaryVersion,
+                                                                  row.canary_version_id)
+        row.record_hash = sha256_hex(canonical_json(ledger.ledger_record(row, ep, cv)))
         row.chain = ledger.chain_hash(row.prev_chain, row.record_hash)
     with store.session() as s:
         check = ledger.verify(s)
