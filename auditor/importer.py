@@ -21,16 +21,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from auditor.canonical import canonical_json, sha256_hex
 from auditor.errors import AuditorError, Problem
 from auditor.store import ledger
 from auditor.store.models import Attempt, CanaryVersion, Cycle, Endpoint, Response, utcnow
+
+_ATTEMPTS = cast(Table, Attempt.__table__)
 
 
 class ImportRecord(BaseModel):
@@ -134,21 +136,24 @@ def import_records(
                   started_at=now, finished_at=now, summary={"source": Path(source).name})
     session.add(cycle)
     session.flush()
-    # one statement per table, the attempts' ids back in the order given
-    attempt_ids = session.scalars(
-        insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True),
-        [{"cycle_id": cycle.id, "endpoint_id": endpoint.id, "canary_version_id": cv.id,
-          "sample_index": rec.sample_index, "status": "ok", "tries": 0,
-          "started_at": rec.collected_at, "finished_at": rec.collected_at}
-         for rec, cv, _ in fresh]).all()
+    # one statement per table; an attempt's id is found by its slot in the new cycle
+    session.execute(insert(_ATTEMPTS), [
+        {"cycle_id": cycle.id, "endpoint_id": endpoint.id, "canary_version_id": cv.id,
+         "sample_index": rec.sample_index, "status": "ok", "tries": 0,
+         "started_at": rec.collected_at, "finished_at": rec.collected_at}
+        for rec, cv, _ in fresh])
+    attempt_of = {(v, i): a for a, v, i in session.execute(
+        select(Attempt.id, Attempt.canary_version_id, Attempt.sample_index)
+        .where(Attempt.cycle_id == cycle.id))}
     ledger.append(session, [
-        {"attempt_id": a, "endpoint_id": endpoint.id, "canary_version_id": cv.id,
+        {"attempt_id": attempt_of[(cv.id, rec.sample_index)], "endpoint_id": endpoint.id,
+         "canary_version_id": cv.id,
          "sample_index": rec.sample_index, "text": rec.text, "finish_reason": rec.finish_reason,
          "reported_model": rec.reported_model, "system_fingerprint": rec.system_fingerprint,
          "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
          "logprobs": rec.logprobs, "raw_sha256": digest, "raw_body": rec.raw, "imported": True,
          "collected_at": rec.collected_at}
-        for a, (rec, cv, digest) in zip(attempt_ids, fresh, strict=True)])
+        for rec, cv, digest in fresh])
     return ImportResult(cycle.id, len(fresh), len(records) - len(fresh))
 
 

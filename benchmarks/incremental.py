@@ -5,18 +5,20 @@ Fills a store through the real import path with synthetic answers of realistic l
 own habits, on each canary's topic), 10 endpoints (1 protected, 6 controls, 3 suspects),
 500 free-text canaries, 5 samples: 25,000 responses a cycle, 4 cycles a day. At each
 history size it then times, each in a fresh process (peak memory is that process's
-maximum resident set):
+maximum resident set, and its largest worker's when a backlog is featurised in parallel):
 
 - ``catch-up``: the analysis that featurises what the fill added (at the first size,
   the whole history);
 - ``cycle``: one more cycle of 25,000 responses imported, then the analysis after it;
 - ``full`` (with ``--full``): ``auditor analyze --full``, every raw response again.
 
-    python -m benchmarks.incremental --db sqlite --history 250000,1000000,3000000
+    python -m benchmarks.incremental --db sqlite --history 1000000,3000000,10000000 --full
     python -m benchmarks.incremental --db postgresql --history 1000000 --full
 
 ``--db postgresql`` creates the database named in ``--pg-url`` afresh on that server (it
 must not be one in use: the default is ``auditor_bench_incremental``) and drops it after.
+With ``--keep`` the store (SQLite: at ``--sqlite-path``) is kept after the run, and a
+later run with ``--keep`` resumes it: it fills only up to each size not reached yet.
 """
 
 from __future__ import annotations
@@ -75,16 +77,19 @@ class Writer:
         return sep.join(parts)
 
 
-def stored(url: str) -> int:
+def stored(url: str) -> tuple[int, int]:
+    """Responses stored, and the store's size in bytes (``auditor db stats``)."""
     from sqlalchemy import func, select
 
     from auditor.store import open_store
     from auditor.store.models import Response
+    from auditor.store.stats import collect
 
     store = open_store(url)
     try:
         with store.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Response)) or 0)
+            n = int(s.scalar(select(func.count()).select_from(Response)) or 0)
+        return n, collect(store.engine, days=1).database_bytes
     finally:
         store.close()
 
@@ -133,9 +138,11 @@ def analyse(url: str, full: bool) -> dict[str, float]:
         store.close()
     took = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     flagged = sorted(v.suspect_id for v in verdicts if v.significant and v.segment is None)
-    return {"seconds": took, "peak_mib": peak, "added": feats.get("answers_added", 0),
-            "verdicts": len(verdicts), "flagged": len(flagged)}
+    return {"seconds": took, "peak_mib": peak, "worker_peak_mib": workers,
+            "added": feats.get("answers_added", 0), "verdicts": len(verdicts),
+            "flagged": len(flagged)}
 
 
 def _child(url: str, full: bool) -> dict[str, float]:
@@ -159,6 +166,19 @@ def _pg_database(url: str, create: bool) -> None:
     engine.dispose()
 
 
+def _pg_create_missing(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    engine = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        if c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                    {"d": u.database}) is None:
+            c.execute(text(f'CREATE DATABASE "{u.database}"'))
+    engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -167,47 +187,69 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history", default="250000,1000000",
                     help="comma-separated stored-response counts to measure at")
     ap.add_argument("--full", action="store_true", help="also time `analyze --full`")
-    ap.add_argument("--keep", type=Path, help="SQLite: keep the database at this path")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the store after the run; resume a kept one")
+    ap.add_argument("--sqlite-path", type=Path,
+                    default=Path(tempfile.gettempdir()) / "auditor-incremental.db")
+    ap.add_argument("--fill-only", action="store_true",
+                    help="fill (a kept store) up to the largest size, measure nothing")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(analyse(args.child, args.full)))
         return 0
     sizes = sorted(int(x) for x in args.history.split(","))
-    with tempfile.TemporaryDirectory(prefix="auditor-incremental-") as tmp:
-        if args.db == "postgresql":
-            url = args.pg_url
+    if args.db == "postgresql":
+        url = args.pg_url
+        if not args.keep:
             _pg_database(url, create=True)
         else:
-            url = f"sqlite:///{args.keep or Path(tmp) / 'history.db'}"
-        from auditor.store import db, open_store
+            _pg_create_missing(url)
+    else:
+        url = f"sqlite:///{args.sqlite_path}"
+        if not args.keep:
+            args.sqlite_path.unlink(missing_ok=True)
+    from auditor.store import open_store
 
-        open_store(url, migrate=True).close()
-        del db
-        cycles = 0
+    open_store(url, migrate=True).close()
+    cycles = -(-stored(url)[0] // PER_CYCLE)
+    if args.fill_only:
+        t0 = time.perf_counter()
+        fill(url, range(cycles, -(-sizes[-1] // PER_CYCLE)))
+        n, size_bytes = stored(url)
+        print(f"db={args.db} stored={n} ({size_bytes / 2**30:.1f} GiB) "
+              f"fill={time.perf_counter() - t0:.0f}s", flush=True)
+        return 0
+    try:
         for size in sizes:
             t0 = time.perf_counter()
-            target = -(-size // PER_CYCLE)
+            target = max(-(-size // PER_CYCLE), cycles)
             fill(url, range(cycles, target))
+            filled, added = time.perf_counter() - t0, (target - cycles) * PER_CYCLE
             cycles = target
-            filled = time.perf_counter() - t0
-            n = stored(url)
+            n, size_bytes = stored(url)
             catch = _child(url, False)
             fill(url, range(cycles, cycles + 1))
             cycles += 1
             one = _child(url, False)
-            line = (f"db={args.db} stored={n} fill={filled:.0f}s "
+            line = (f"db={args.db} stored={n} ({size_bytes / 2**30:.1f} GiB) "
+                    f"fill={filled:.0f}s ({added / max(filled, 1e-9):,.0f}/s) "
                     f"catch_up={catch['seconds']:.1f}s ({catch['added']:.0f} answers, "
-                    f"peak {catch['peak_mib']:.0f} MiB) "
+                    f"peak {catch['peak_mib']:.0f} MiB, workers {catch['worker_peak_mib']:.0f}) "
                     f"cycle={one['seconds']:.2f}s ({one['added']:.0f} answers, "
                     f"peak {one['peak_mib']:.0f} MiB, flagged {one['flagged']:.0f} of "
                     f"{one['verdicts']:.0f})")
             if args.full:
                 full = _child(url, True)
-                line += (f" full={full['seconds']:.1f}s (peak {full['peak_mib']:.0f} MiB)")
+                line += (f" full={full['seconds']:.1f}s (peak {full['peak_mib']:.0f} MiB, "
+                         f"workers {full['worker_peak_mib']:.0f} MiB each at most)")
             print(line, flush=True)
-        if args.db == "postgresql":
-            _pg_database(url, create=False)
+    finally:
+        if not args.keep:
+            if args.db == "postgresql":
+                _pg_database(url, create=False)
+            else:
+                args.sqlite_path.unlink(missing_ok=True)
     return 0
 
 
