@@ -561,6 +561,7 @@ def analyze_all(
     problems: list[AnalysisProblem] | None = None,
     full: bool = False,
     changed_only: bool = False,
+    progress: features.Progress | None = None,
 ) -> list[Verdict]:
     """Analyses every (suspect, protected) pair, stores verdicts and monitors; caller commits.
 
@@ -572,7 +573,8 @@ def analyze_all(
     ``changed_only`` (the daemon after a cycle): a pair whose suspect, protected model and
     controls have no response since its newest verdict, under the same settings and code
     (``params["evidence"]``), gets no new verdict and its monitor no new look; its p still
-    counts in the false discovery rate of the others.
+    counts in the false discovery rate of the others. ``progress`` is told how far the
+    featurisation of new answers has read (``features.update``).
     """
     problems = problems if problems is not None else []
     now = now or utcnow()
@@ -591,7 +593,8 @@ def analyze_all(
     except (AuditorError, OSError) as exc:  # the watermark channel is left out, saying why
         scheme, wm_error = None, " ".join(str(exc).split())
     ev, sim, sim_error, cache = _evidence(session, settings, rows, since, until,
-                                          full=full, texts=scheme is not None)
+                                          full=full, texts=scheme is not None,
+                                          progress=progress)
     recent = _recent_tensor(cache, rows, ev, now) if since is None and until is None else None
     seed = settings.analysis.seed
     min_controls = settings.analysis.min_controls
@@ -701,7 +704,7 @@ def _latest_verdicts(session: Session) -> dict[tuple[int, int], Verdict]:
 
 def _evidence(
     session: Session, settings: Settings, rows: Sequence[Endpoint], since: datetime | None,
-    until: datetime | None, *, full: bool, texts: bool,
+    until: datetime | None, *, full: bool, texts: bool, progress: features.Progress | None = None,
 ) -> tuple[Evidence, stats.SimilarityTensor | None, str | None, features.Cache | None]:
     """The evidence and the free-text similarity tensor, with why the tensor failed.
 
@@ -713,7 +716,7 @@ def _evidence(
     window = since is not None or until is not None
     cache, error = None, None
     try:
-        cache = features.update(session, settings, full=full)
+        cache = features.update(session, settings, full=full, progress=progress)
     except Exception as exc:  # every pair's free-text channel fails; the others go on
         error = f"{type(exc).__name__}: {exc}"
     read_all = window or texts or cache is None

@@ -26,14 +26,14 @@ same basis and featurisation applied to just those answers.
 
 from __future__ import annotations
 
-__all__ = ["TEXT_KINDS", "Cache", "FeatureCacheConflict", "raw_tensor", "save", "tensor",
-           "text_config", "update", "version_key"]
+__all__ = ["TEXT_KINDS", "Cache", "FeatureCacheConflict", "Progress", "raw_tensor", "save",
+           "tensor", "text_config", "update", "version_key"]
 
 import itertools
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -240,25 +240,31 @@ def _count(session: Session, vids: list[int]) -> int:
         Response.canary_version_id.in_(vids))) or 0)
 
 
+Progress = Callable[[int, int], None]  # (seqs read, seqs to read) of a featurisation
+
+
 def _featurise(session: Session, settings: Settings, config: TextConfig | None,
-               vids: list[int], sums: _Sums, after: int = 0) -> tuple[set[GroupKey], int, int]:
+               vids: list[int], sums: _Sums, after: int = 0, progress: Progress | None = None,
+               ) -> tuple[set[GroupKey], int, int]:
     """Adds the free-text answers stored after seq ``after`` into ``sums``: (the groups
     changed, answers added, last seq read). A large backlog (a first analysis, ``--full``)
     is split by seq into shards featurised in parallel processes (``analysis.workers``),
     each reading its own shard from the database; the sums add, so the result is the same
-    to rounding."""
+    to rounding. ``progress`` is told how far it has read."""
     upto = session.scalar(select(func.max(Response.seq)).where(
         Response.canary_version_id.in_(vids))) if vids else None
     if upto is None or upto <= after:
         return set(), 0, after
     workers = _workers(settings, config)
     if workers > 1 and upto - after >= PARALLEL_MIN:
-        return _featurise_parallel(session, sums, vids, after, upto, workers)
+        return _featurise_parallel(session, sums, vids, after, upto, workers, progress)
     changed: set[GroupKey] = set()
     n, last = 0, after
     for chunk in _answers(session, vids, after, upto):
         changed |= sums.add(chunk, config)
         n, last = n + len(chunk), chunk[-1][3]
+        if progress:
+            progress(last - after, upto - after)
     return changed, n, last
 
 
@@ -271,9 +277,10 @@ def _workers(settings: Settings, config: TextConfig | None) -> int:
 
 
 def _featurise_parallel(session: Session, sums: _Sums, vids: list[int], after: int,
-                        upto: int, workers: int) -> tuple[set[GroupKey], int, int]:
+                        upto: int, workers: int, progress: Progress | None,
+                        ) -> tuple[set[GroupKey], int, int]:
     url = session.get_bind().engine.url.render_as_string(hide_password=False)
-    shards = 2 * workers  # smaller shards even out a slower process
+    shards = 4 * workers  # smaller shards even out a slower process and show progress
     cuts = [after + (upto - after) * i // shards for i in range(shards + 1)]
     jobs = [(url, sums.sums.basis.to_bytes(), vids, lo, hi)
             for lo, hi in itertools.pairwise(cuts)]
@@ -281,13 +288,15 @@ def _featurise_parallel(session: Session, sums: _Sums, vids: list[int], after: i
         "event": "features_parallel", "workers": workers, "shards": shards,
         "after_seq": after, "upto_seq": upto})
     changed: set[GroupKey] = set()
-    n, last = 0, after
+    n, last, done = 0, after, 0
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for k, got, packed in pool.map(_shard, jobs):
             part = _Sums.unpacked(sums.sums.basis, packed)
             sums.merge(part)
             changed |= set(packed)
-            n, last = n + k, max(last, got)
+            n, last, done = n + k, max(last, got), done + 1
+            if progress:
+                progress((upto - after) * done // shards, upto - after)
     return changed, n, last
 
 
@@ -308,14 +317,15 @@ def _shard(job: tuple[str, bytes, list[int], int, int],
 
 
 def _rebuild(basis: Basis, config: TextConfig | None, session: Session, settings: Settings,
-             vids: list[int]) -> tuple[_Sums, int, int]:
+             vids: list[int], progress: Progress | None) -> tuple[_Sums, int, int]:
     """Every sum from the raw responses: (sums, answers, last seq)."""
     sums = _Sums(basis)
-    _, n, last = _featurise(session, settings, config, vids, sums)
+    _, n, last = _featurise(session, settings, config, vids, sums, progress=progress)
     return sums, n, last
 
 
-def update(session: Session, settings: Settings, *, full: bool = False) -> Cache | None:
+def update(session: Session, settings: Settings, *, full: bool = False,
+           progress: Progress | None = None) -> Cache | None:
     """Brings every sum up to date, in memory, with the free-text answers stored since
     the last :func:`save`; None when there is none. ``full``: rebuild every sum from the
     raw responses under the current basis and compare with what was stored.
@@ -338,7 +348,7 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
                           half_life=a.recent_half_life_days * DAY)
         log.info("feature basis fitted", extra={"event": "feature_basis", "why": why,
                                                 "answers": n_now, "sample": basis.n_answers})
-        sums, n, last = _rebuild(basis, config, session, settings, vids)
+        sums, n, last = _rebuild(basis, config, session, settings, vids, progress)
         return Cache(basis, config, basis.digest, n_now, sums, n,
                      set(sums.sums.groups), rebuilt=why, row=None,
                      read_row=row.id if row is not None else None,
@@ -348,7 +358,7 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     stored = {(fs.endpoint_id, fs.canary_version_id): fs
               for fs in session.scalars(select(FeatureSum).where(FeatureSum.basis_id == row.id))}
     if full:
-        sums, n, last = _rebuild(basis, config, session, settings, vids)
+        sums, n, last = _rebuild(basis, config, session, settings, vids, progress)
         mismatched = _compare(sums, stored, basis)
         if mismatched:
             log.warning("stored feature sums disagreed with the raw responses; replaced",
@@ -360,7 +370,8 @@ def update(session: Session, settings: Settings, *, full: bool = False) -> Cache
     sums = _Sums(basis)
     for fs in stored.values():
         sums.load(fs)
-    changed, n, last = _featurise(session, settings, config, vids, sums, row.last_seq)
+    changed, n, last = _featurise(session, settings, config, vids, sums, row.last_seq,
+                                  progress)
     return Cache(basis, config, row.digest, row.n_answers, sums, n, changed,
                  row=row, read_row=row.id, read_seq=row.last_seq, last_seq=last,
                  stored=stored)

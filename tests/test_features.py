@@ -357,10 +357,13 @@ def test_a_backlog_featurised_in_parallel_gives_the_sums_of_one_pass(
 
     def update(settings: Settings, parallel: bool) -> features.Cache:
         monkeypatch.setattr(features, "PARALLEL_MIN", 0 if parallel else 10**9)
+        told: list[tuple[int, int]] = []
         with any_store.session() as s:
-            cache = features.update(s, settings)
+            cache = features.update(s, settings, progress=lambda *a: told.append(a))
             assert cache is not None
-            return cache
+        # the progress shown: from the start to the end of what was new, never back
+        assert told and told[-1][0] == told[-1][1] > 0 and told == sorted(told)
+        return cache
 
     def same(a: features.Cache, b: features.Cache) -> None:
         assert a.added == b.added > 0 and a.changed == b.changed

@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from auditor.cli._common import console, open_session, settings
+from auditor.cli._common import console, console_err, open_session, settings
 from auditor.store import sync_endpoints
 from auditor.store.models import Endpoint
 from auditor.verdicts import flagged_control_lines, verdict_json, verdict_table
@@ -32,11 +40,17 @@ def analyze(
     s = settings()
     for name in suspect or []:
         s.endpoint(name)  # an unknown name is an error naming the known ones
-    with open_session() as session:
+    with open_session() as session, Progress(
+            TextColumn("featurising new answers"), BarColumn(), TaskProgressColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console_err,
+            transient=True) as bar:
         sync_endpoints(session, s)
         problems: list[AnalysisProblem] = []
-        verdicts = analyze_all(session, s, suspects=suspect or None, problems=problems,
-                               full=full)
+        task = bar.add_task("features", total=None, visible=False)
+        verdicts = analyze_all(
+            session, s, suspects=suspect or None, problems=problems, full=full,
+            progress=lambda done, total: bar.update(task, completed=done, total=total,
+                                                    visible=True))
         names = {e.id: e.name for e in session.query(Endpoint)}
     cache = next((v.params.get("features") for v in verdicts if v.params.get("features")), None)
     mismatched = int((cache or {}).get("mismatched_sums") or 0)
