@@ -155,11 +155,15 @@ def _encode(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.ndarra
     return buf, np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
 
 
-def _skeleton(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cls = _CLASS[buf]
-    keep = np.ones(buf.size, dtype=bool)
+def _skeleton(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The skeleton's bytes (a run of letters, digits or spaces becomes one ``w``, ``0`` or
+    space) and the position in ``buf`` each comes from."""
+    cls = np.take(_CLASS, buf)
+    keep = np.empty(buf.size, dtype=bool)
+    keep[:1] = True
     keep[1:] = (cls[1:] == 0) | (cls[1:] != cls[:-1])
-    return _SKEL[buf[keep]], rows[keep]
+    at = np.flatnonzero(keep)
+    return np.take(_SKEL, np.take(buf, at)), at
 
 
 def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,7 +200,7 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _word_spans(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) of every word (run of letters or digits) in ``buf``."""
     word = np.zeros(buf.size + 2, dtype=bool)
-    word[1:-1] = _IS_WORD[buf]
+    np.take(_IS_WORD, buf, out=word[1:-1])
     edges = np.flatnonzero(word[1:] != word[:-1])
     return edges[0::2], edges[1::2]
 
@@ -279,14 +283,15 @@ def _chunk_reps(
         buf, rows = _encode(part, cfg.max_chars)
         spans = _word_spans(buf) if "word" in reps or "style" in reps else None
         out: dict[str, Any] = {}
-        low = _LOWER[buf] if "word" in reps or "char" in reps else buf
+        low = np.take(_LOWER, buf) if "word" in reps or "char" in reps else buf
         if "word" in reps:
             out["word"] = _word_hashes(low, rows, spans)
         if "char" in reps:
             out["char"] = _char_hashes(low, rows, cfg.char_n)
         if "layout" in reps:
-            sk, srows = _skeleton(buf, rows)
-            out["layout"] = _char_hashes(sk, srows, cfg.layout_n)
+            sk, at = _skeleton(buf)
+            h, at = _char_hashes(sk, at, cfg.layout_n)
+            out["layout"] = h, rows[at]
         if "style" in reps:
             assert spans is not None
             out["style"] = _style_block(part, buf, rows, spans[0])
