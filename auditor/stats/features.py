@@ -45,6 +45,7 @@ from .text import (
     TextConfig,
     _cells,
     _chunk_reps,
+    _index_dtype,
     _mix,
     embedding_rows,
     ngram_counts,
@@ -209,13 +210,14 @@ def _stack_rows(
     blocks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, bits: int
 ) -> sp.csr_matrix:
     """The CSR matrix of consecutive row blocks, each (columns, weights, cells per row)."""
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    nnz = sum(b[0].size for b in blocks)
+    indptr = np.zeros(n_rows + 1, dtype=_index_dtype(nnz, bits))
+    cols = np.empty(nnz, dtype=indptr.dtype)
+    data = np.empty(nnz)
     if blocks:
         np.cumsum(np.concatenate([b[2] for b in blocks]), out=indptr[1:])
-        cols = np.concatenate([b[0] for b in blocks])
-        data = np.concatenate([b[1] for b in blocks])
-    else:
-        cols, data = np.zeros(0, np.int64), np.zeros(0)
+        np.concatenate([b[0] for b in blocks], out=cols, casting="same_kind")
+        np.concatenate([b[1] for b in blocks], out=data)
     m = sp.csr_matrix((data, cols, indptr), shape=(n_rows, 1 << bits))
     m.has_canonical_format = True
     return m

@@ -246,15 +246,22 @@ def _cells(h: np.ndarray, r: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     at = np.flatnonzero(first)
     counts = np.diff(at, append=key.size)
     key = key[at]
-    return key >> np.int64(bits), key & np.int64((1 << bits) - 1), counts
+    cols = (key & np.int64((1 << bits) - 1)).astype(np.int32 if bits < 32 else np.int64)
+    return key >> np.int64(bits), cols, counts
+
+
+def _index_dtype(nnz: int, bits: int) -> type[np.signedinteger[Any]]:
+    """The CSR index type scipy would choose (int32 when it can hold every index)."""
+    return np.int32 if max(nnz, 1 << bits) < 2**31 else np.int64
 
 
 def _to_csr(h: np.ndarray, r: np.ndarray, n_rows: int, bits: int) -> sp.csr_matrix:
     """Count matrix (``n_rows x 2**bits``, canonical: sorted, no duplicates) of the hashes."""
     rows, cols, counts = _cells(h, r, bits)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    indptr = np.zeros(n_rows + 1, dtype=_index_dtype(cols.size, bits))
     np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    m = sp.csr_matrix((counts.astype(np.float32), cols, indptr), shape=(n_rows, 1 << bits))
+    m = sp.csr_matrix((counts.astype(np.float32), cols.astype(indptr.dtype, copy=False), indptr),
+                      shape=(n_rows, 1 << bits))
     m.has_canonical_format = True
     return m
 
