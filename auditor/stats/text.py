@@ -148,7 +148,7 @@ def _encode(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.ndarra
         body = "\x00".join(p.replace("\x00", " ") for p in parts)
     # UTF-8 (with "replace") encodes code point by code point: one call equals the parts'
     buf = np.frombuffer((body + "\x00").encode("utf-8", "replace"), dtype=np.uint8)
-    if buf.size == len(body) + 1:  # ASCII: a text's bytes are its characters
+    if buf.size == len(body) + 1:  # one byte per character: a text's bytes are its length
         lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
     else:
         lengths = np.diff(np.flatnonzero(buf == 0), prepend=-1)
@@ -288,6 +288,7 @@ def _chunk_reps(
     for start, stop in _chunks(texts, cfg):
         part = texts[start:stop]
         buf, rows = _encode(part, cfg.max_chars)
+        # words are the same runs in the lower-cased bytes: find them once
         spans = _word_spans(buf) if "word" in reps or "style" in reps else None
         out: dict[str, Any] = {}
         low = np.take(_LOWER, buf) if "word" in reps or "char" in reps else buf
@@ -359,6 +360,7 @@ for _name, _mask in (
                                                       b":!?,", strict=True)),
 ):
     _BYTE_CLASS[_mask] = _BYTE_CLASSES.index(_name)
+del _name, _mask
 _BYTES_BY_CLASS = np.argsort(_BYTE_CLASS, kind="stable")
 _CLASS_STARTS = np.searchsorted(_BYTE_CLASS[_BYTES_BY_CLASS], np.arange(len(_BYTE_CLASSES)))
 
