@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import yaml
 from sqlalchemy import select
 
@@ -19,8 +21,15 @@ from auditor.demo.lm import TrigramLM
 from auditor.demo.setup import DEMO_ENDPOINTS, write_canaries
 from auditor.importer import ImportRecord, import_records
 from auditor.registry import load_registry, retire, sync_registry
-from auditor.stats.features import Basis, FeatureSums, fit_basis
+from auditor.stats.features import (
+    Basis,
+    FeatureSums,
+    _sketch_matrix,
+    fit_basis,
+    group_vectors,
+)
 from auditor.stats.similarity import canary_similarities
+from auditor.stats.text import TextConfig, ngram_counts, style_features
 from auditor.store import Store, open_store, sync_endpoints
 from auditor.store.models import Endpoint, FeatureBasis, FeatureSum, Verdict
 from tests.factories import demo_lms, settings_with
@@ -383,3 +392,28 @@ def test_a_backlog_featurised_in_parallel_gives_the_sums_of_one_pass(
     for i in range(3, 5):
         _cycle(any_store, one, folder, lms, day + timedelta(days=20 * i), seed=i)
     same(update(one, False), update(two, True))
+
+
+def test_group_vectors_equal_the_plain_tfidf_aggregation_and_sketch(
+        lms: dict[str, TrigramLM]) -> None:
+    """The fused per-chunk path gives what TF-IDF rows, summed per group, then sketched
+    give (to rounding): the stored sums of earlier versions stay comparable."""
+    _, texts = _texts(lms, 3, 4, seed=5)
+    texts += ["", "x", "a\x00b", "héllo wörld 🙂!\n- a\n1. b", "\ud800 lone", "word " * 900]
+    cfg = TextConfig(chunk_bytes=2000)
+    basis = fit_basis(texts[:40], ("word", "layout", "style", "opening"), 256, cfg)
+    n = len(texts)
+    rng = np.random.default_rng(0)
+    aggs = [sp.csr_matrix((rng.random(n), (np.arange(n) % 7, np.arange(n))), shape=(7, n)),
+            sp.csr_matrix(rng.random((3, n)) * (rng.random((3, n)) < 0.5))]
+    got = group_vectors(texts, aggs, basis, cfg)
+    raw = style_features(texts, cfg)
+    for agg, (vecs, style) in zip(aggs, got, strict=True):
+        assert np.allclose(style, agg @ raw, rtol=1e-12, atol=0)
+        for rep in ("word", "layout"):
+            x = ngram_counts(texts, rep, replace(cfg, bits=basis.bits)).astype(np.float64)
+            x.data = (1.0 + np.log(x.data)) * basis.idf[rep][x.indices]
+            norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+            x = sp.diags(1.0 / np.where(norms == 0, 1.0, norms)) @ x
+            want = (sp.csr_matrix(agg @ x) @ _sketch_matrix(basis.bits, basis.dim)).toarray()
+            assert np.allclose(vecs[rep], want, rtol=1e-9, atol=1e-12 * np.abs(want).max()), rep

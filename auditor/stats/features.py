@@ -43,6 +43,9 @@ from .text import (
     REPRESENTATIONS,
     STYLE_FEATURES,
     TextConfig,
+    _cells,
+    _chunk_reps,
+    _index_dtype,
     _mix,
     embedding_rows,
     ngram_counts,
@@ -190,6 +193,36 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
 
 
+def _tfidf_cells(
+    rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, n_rows: int, idf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_tfidf`` of the count cells of ``text._cells`` (sorted by row then column): the
+    weights of the cells, and how many cells each row has."""
+    v = (1.0 + np.log(counts.astype(np.float64))) * idf[cols]
+    per_row = np.bincount(rows, minlength=n_rows)
+    norms = np.sqrt(np.bincount(rows, weights=v * v, minlength=n_rows))
+    norms[norms == 0] = 1.0
+    v *= (1.0 / norms)[rows]
+    return v, per_row
+
+
+def _stack_rows(
+    blocks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, bits: int
+) -> sp.csr_matrix:
+    """The CSR matrix of consecutive row blocks, each (columns, weights, cells per row)."""
+    nnz = sum(b[0].size for b in blocks)
+    indptr = np.zeros(n_rows + 1, dtype=_index_dtype(nnz, bits))
+    cols = np.empty(nnz, dtype=indptr.dtype)
+    data = np.empty(nnz)
+    if blocks:
+        np.cumsum(np.concatenate([b[2] for b in blocks]), out=indptr[1:])
+        np.concatenate([b[0] for b in blocks], out=cols, casting="same_kind")
+        np.concatenate([b[1] for b in blocks], out=data)
+    m = sp.csr_matrix((data, cols, indptr), shape=(n_rows, 1 << bits))
+    m.has_canonical_format = True
+    return m
+
+
 def group_vectors(
     texts: Sequence[str], aggs: Sequence[sp.csr_matrix], basis: Basis,
     config: TextConfig | None = None,
@@ -199,8 +232,17 @@ def group_vectors(
     their raw style rates (``text.STYLE_FEATURES``). The sketch is linear, so each group's
     n-gram vectors are added before they are sketched: no dense row per answer is made."""
     cfg = replace(config or TextConfig(), bits=basis.bits)
-    raw = style_features(texts, cfg) if texts else np.zeros((0, N_STYLE))
     rows: dict[str, Any] = {}
+    raw = np.zeros((len(texts), N_STYLE))
+    ngram = [rep for rep in basis.reps if rep in ("word", "char", "layout")]
+    cells: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {r: [] for r in ngram}
+    for start, stop, parts in _chunk_reps(texts, [*ngram, "style"], cfg):
+        raw[start:stop] = parts["style"]
+        for rep in ngram:
+            h, r = parts[rep]
+            r, c, k = _cells(h, r, basis.bits)
+            v, per_row = _tfidf_cells(r, c, k, stop - start, basis.idf[rep])
+            cells[rep].append((c, v, per_row))
     for rep in basis.reps:
         if rep == "style":
             z = (raw - basis.style_mean) / basis.style_sd
@@ -211,6 +253,8 @@ def group_vectors(
             rows[rep] = embedding_rows(texts, cfg)
         elif rep == "opening":
             rows[rep] = opening_rows(texts, cfg)
+        elif rep in cells:
+            rows[rep] = _stack_rows(cells[rep], len(texts), basis.bits)
         else:
             rows[rep] = _tfidf(_counts(texts, rep, cfg), basis.idf[rep])
     out = []

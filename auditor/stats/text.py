@@ -32,8 +32,9 @@ Representations (``REPRESENTATIONS``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,6 +105,9 @@ _SKEL[_IS_DIGIT] = ord("0")
 _SKEL[_IS_SPACE] = 32
 _PUNCT = np.zeros(256, dtype=bool)
 _PUNCT[np.frombuffer(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", dtype=np.uint8)] = True
+_IS_WORD = _IS_ALPHA | _IS_DIGIT
+_LIST_MARK = _IS_DIGIT.copy()  # what after a line break starts a list item: -, * or a digit
+_LIST_MARK[[45, 42]] = True
 
 
 @dataclass(frozen=True)
@@ -133,19 +137,33 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 def _encode(texts: Sequence[str], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
-    """UTF-8 bytes of all texts, each followed by a NUL separator, and each byte's row."""
-    parts = [t[:max_chars].replace("\x00", " ").encode("utf-8", "replace") for t in texts]
-    lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
-    buf = np.frombuffer(b"\x00".join(parts) + b"\x00", dtype=np.uint8)
-    rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
-    return buf, rows
+    """UTF-8 bytes of all texts, each followed by a NUL separator, and each byte's row.
+
+    NULs inside a text become spaces, so the separators are the only zero bytes."""
+    parts = [t[:max_chars] for t in texts]
+    if not parts:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    body = "\x00".join(parts)
+    if body.count("\x00") > len(parts) - 1:  # a text holds a NUL
+        body = "\x00".join(p.replace("\x00", " ") for p in parts)
+    # UTF-8 (with "replace") encodes code point by code point: one call equals the parts'
+    buf = np.frombuffer((body + "\x00").encode("utf-8", "replace"), dtype=np.uint8)
+    if buf.size == len(body) + 1:  # one byte per character: a text's bytes are its length
+        lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
+    else:
+        lengths = np.diff(np.flatnonzero(buf == 0), prepend=-1)
+    return buf, np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
 
 
-def _skeleton(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cls = _CLASS[buf]
-    keep = np.ones(buf.size, dtype=bool)
+def _skeleton(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The skeleton's bytes (a run of letters, digits or spaces becomes one ``w``, ``0`` or
+    space) and the position in ``buf`` each comes from."""
+    cls = np.take(_CLASS, buf)
+    keep = np.empty(buf.size, dtype=bool)
+    keep[:1] = True
     keep[1:] = (cls[1:] == 0) | (cls[1:] != cls[:-1])
-    return _SKEL[buf[keep]], rows[keep]
+    at = np.flatnonzero(keep)
+    return np.take(_SKEL, np.take(buf, at)), at
 
 
 def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,37 +171,63 @@ def _char_hashes(buf: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray,
     if size <= 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
     c = buf.astype(np.uint64)
-    h = np.zeros(size, dtype=np.uint64)
-    ok = np.ones(size, dtype=bool)
-    for t in range(n):
-        h = h * _B + c[t : t + size]
+    h = c[:size].copy()
+    ok = buf[:size] != 0
+    for t in range(1, n):
+        h *= _B
+        h += c[t : t + size]
         ok &= buf[t : t + size] != 0
-    return _mix(h)[ok], rows[:size][ok]
+    return _mix(h[ok]), rows[:size][ok]
 
 
-def _words(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hash and row of every word (run of letters or digits), in text order."""
-    word = (_IS_ALPHA[buf] | _IS_DIGIT[buf]).view(np.int8)
-    edges = np.diff(word, prepend=np.int8(0), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, np.uint64), np.ones(1, np.uint64))
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``B**i`` and ``B**-i`` (modulo 2**64) for ``i < n`` (cached, grown on demand)."""
+    global _POWERS
+    if _POWERS[0].size < n:
+        size = max(n, 2 * _POWERS[0].size)
+        pw = np.full(size, _B, dtype=np.uint64)
+        pw[0] = 1
+        inv = np.full(size, _BINV, dtype=np.uint64)
+        inv[0] = 1
+        _POWERS = (np.cumprod(pw), np.cumprod(inv))
+    pw, inv = _POWERS
+    return pw[:n], inv[:n]
+
+
+def _word_spans(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of every word (run of letters or digits) in ``buf``."""
+    word = np.zeros(buf.size + 2, dtype=bool)
+    np.take(_IS_WORD, buf, out=word[1:-1])
+    edges = np.flatnonzero(word[1:] != word[:-1])
+    return edges[0::2], edges[1::2]
+
+
+def _words(
+    buf: np.ndarray, rows: np.ndarray, spans: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash and row of every word (run of letters or digits), in text order; ``spans``:
+    ``_word_spans(buf)`` if already known."""
+    starts, ends = spans if spans is not None else _word_spans(buf)
     if starts.size == 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
-    c = buf.astype(np.uint64) + np.uint64(1)
-    powers = np.full(c.size, _B, dtype=np.uint64)
-    powers[0] = 1
-    np.cumprod(powers, out=powers)
-    inv = np.full(c.size + 1, _BINV, dtype=np.uint64)
-    inv[0] = 1
-    np.cumprod(inv, out=inv)
-    prefix = np.zeros(c.size + 1, dtype=np.uint64)
-    np.cumsum(c * powers, out=prefix[1:])
+    powers, inv = _powers(buf.size)
+    c = buf.astype(np.uint64)
+    c += np.uint64(1)
+    c *= powers
+    prefix = np.empty(c.size + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum(c, out=prefix[1:])
     return _mix((prefix[ends] - prefix[starts]) * inv[starts]), rows[starts]
 
 
-def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _word_hashes(
+    buf: np.ndarray, rows: np.ndarray, spans: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of words (runs of letters or digits) and of consecutive word pairs."""
-    hw, rw = _words(buf, rows)
+    hw, rw = _words(buf, rows, spans)
     if hw.size == 0:
         return hw, rw
     same = rw[1:] == rw[:-1]
@@ -191,10 +235,34 @@ def _word_hashes(buf: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.concatenate((hw, hb)), np.concatenate((rw, rw[1:][same]))
 
 
+def _cells(h: np.ndarray, r: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (row, hashed column) cells of the hashes ``h`` of rows ``r``, sorted by
+    row then column, with how many hashes fell in each."""
+    key = (r << np.int64(bits)) | (h >> np.uint64(64 - bits)).astype(np.int64)
+    key.sort()
+    first = np.empty(key.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    at = np.flatnonzero(first)
+    counts = np.diff(at, append=key.size)
+    key = key[at]
+    cols = (key & np.int64((1 << bits) - 1)).astype(np.int32 if bits < 32 else np.int64)
+    return key >> np.int64(bits), cols, counts
+
+
+def _index_dtype(nnz: int, bits: int) -> type[np.signedinteger[Any]]:
+    """The CSR index type scipy would choose (int32 when it can hold every index)."""
+    return np.int32 if max(nnz, 1 << bits) < 2**31 else np.int64
+
+
 def _to_csr(h: np.ndarray, r: np.ndarray, n_rows: int, bits: int) -> sp.csr_matrix:
-    cols = (h >> np.uint64(64 - bits)).astype(np.int64)
-    m = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (r, cols)), shape=(n_rows, 1 << bits))
-    m.sum_duplicates()
+    """Count matrix (``n_rows x 2**bits``, canonical: sorted, no duplicates) of the hashes."""
+    rows, cols, counts = _cells(h, r, bits)
+    indptr = np.zeros(n_rows + 1, dtype=_index_dtype(cols.size, bits))
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    m = sp.csr_matrix((counts.astype(np.float32), cols.astype(indptr.dtype, copy=False), indptr),
+                      shape=(n_rows, 1 << bits))
+    m.has_canonical_format = True
     return m
 
 
@@ -211,6 +279,33 @@ def _chunks(texts: Sequence[str], cfg: TextConfig) -> list[tuple[int, int]]:
     return out
 
 
+def _chunk_reps(
+    texts: Sequence[str], reps: Sequence[str], cfg: TextConfig
+) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Per chunk of texts: ``(start, stop, parts)``, where ``parts`` holds, for each of
+    ``reps`` among ``word``, ``char``, ``layout`` and ``style``, that chunk's n-gram
+    hashes and rows, or its style rates. Each chunk is encoded once for all of them."""
+    for start, stop in _chunks(texts, cfg):
+        part = texts[start:stop]
+        buf, rows = _encode(part, cfg.max_chars)
+        # words are the same runs in the lower-cased bytes: find them once
+        spans = _word_spans(buf) if "word" in reps or "style" in reps else None
+        out: dict[str, Any] = {}
+        low = np.take(_LOWER, buf) if "word" in reps or "char" in reps else buf
+        if "word" in reps:
+            out["word"] = _word_hashes(low, rows, spans)
+        if "char" in reps:
+            out["char"] = _char_hashes(low, rows, cfg.char_n)
+        if "layout" in reps:
+            sk, at = _skeleton(buf)
+            h, at = _char_hashes(sk, at, cfg.layout_n)
+            out["layout"] = h, rows[at]
+        if "style" in reps:
+            assert spans is not None
+            out["style"] = _style_block(part, buf, rows, spans[0])
+        yield start, stop, out
+
+
 def ngram_counts(
     texts: Sequence[str], kind: str, config: TextConfig | None = None
 ) -> sp.csr_matrix:
@@ -218,16 +313,9 @@ def ngram_counts(
     cfg = config or TextConfig()
     if kind not in ("word", "char", "layout"):
         raise ValueError(f"unknown n-gram kind {kind!r}; use 'word', 'char' or 'layout'")
-    blocks: list[sp.csr_matrix] = []
-    for start, stop in _chunks(texts, cfg):
-        buf, rows = _encode(texts[start:stop], cfg.max_chars)
-        if kind == "word":
-            h, r = _word_hashes(_LOWER[buf], rows)
-        elif kind == "char":
-            h, r = _char_hashes(_LOWER[buf], rows, cfg.char_n)
-        else:
-            sk, srows = _skeleton(buf, rows)
-            h, r = _char_hashes(sk, srows, cfg.layout_n)
+    blocks = []
+    for start, stop, parts in _chunk_reps(texts, (kind,), cfg):
+        h, r = parts[kind]
         blocks.append(_to_csr(h, r, stop - start, cfg.bits))
     if not blocks:
         return sp.csr_matrix((0, 1 << cfg.bits), dtype=np.float32)
@@ -253,48 +341,82 @@ def tfidf_normalise(counts: sp.csr_matrix) -> sp.csr_matrix:
     return x
 
 
+# the style counts that depend on a byte alone: each byte value's class (disjoint), and
+# the byte values sorted by class, so that one ``reduceat`` over a byte histogram's
+# columns counts every class
+_BYTE_CLASSES = ("other", "nul", "newline", "space", "digit", "upper", "lower", "non_ascii",
+                 "colon", "exclaim", "question", "comma", "punct")
+_BYTE_CLASS = np.zeros(256, dtype=np.int64)
+for _name, _mask in (
+    ("nul", np.arange(256) == 0),
+    ("newline", np.arange(256) == 10),
+    ("space", _IS_SPACE),
+    ("digit", _IS_DIGIT),
+    ("upper", (np.arange(256) >= 65) & (np.arange(256) <= 90)),
+    ("lower", (np.arange(256) >= 97) & (np.arange(256) <= 122)),
+    ("non_ascii", np.arange(256) >= 128),
+    ("punct", _PUNCT),
+    *((name, np.arange(256) == b) for name, b in zip(("colon", "exclaim", "question", "comma"),
+                                                      b":!?,", strict=True)),
+):
+    _BYTE_CLASS[_mask] = _BYTE_CLASSES.index(_name)
+del _name, _mask
+_BYTES_BY_CLASS = np.argsort(_BYTE_CLASS, kind="stable")
+_CLASS_STARTS = np.searchsorted(_BYTE_CLASS[_BYTES_BY_CLASS], np.arange(len(_BYTE_CLASSES)))
+
+
+def _style_block(
+    texts: Sequence[str], buf: np.ndarray, rows: np.ndarray, word_starts: np.ndarray
+) -> np.ndarray:
+    """Style rates of one encoded chunk (``_encode``; ``word_starts`` from ``_word_spans``).
+
+    The counts of single bytes come from each text's byte histogram; the few that look at
+    a byte and the next one (after a line break, ``**``) from those bytes' positions."""
+    n = len(texts)
+    hist = np.bincount(rows * 256 + buf, minlength=n * 256).reshape(n, 256)
+    by_class = np.add.reduceat(hist[:, _BYTES_BY_CLASS], _CLASS_STARTS, axis=1).astype(float)
+    k = dict(zip(_BYTE_CLASSES, by_class.T, strict=True))
+    punct = k["punct"] + k["colon"] + k["exclaim"] + k["question"] + k["comma"]
+    word_bytes = k["digit"] + k["upper"] + k["lower"] + k["non_ascii"]
+
+    def count_at(at: np.ndarray) -> np.ndarray:
+        return np.bincount(rows[at], minlength=n).astype(np.float64)
+
+    nbytes = np.maximum(by_class.sum(axis=1) - k["nul"], 1.0)
+    lines = k["newline"] + 1.0
+    nl = np.flatnonzero(buf == 10)  # never the last byte (a NUL), so nl + 1 is a byte
+    after = buf[nl + 1]
+    star = np.flatnonzero(buf == 42)
+    nwords = np.maximum(count_at(word_starts), 1.0)
+    full = np.fromiter((len(t) for t in texts), dtype=np.float64, count=n)
+    return np.column_stack(
+        (
+            np.log1p(full),
+            np.log(lines),
+            k["digit"] / nbytes,
+            k["upper"] / nbytes,
+            punct / nbytes,
+            (k["space"] + k["newline"]) / nbytes,
+            k["non_ascii"] / nbytes,
+            count_at(nl[_LIST_MARK[after]]) / lines,
+            word_bytes / nwords,
+            count_at(nl[after == 10]) / lines,
+            k["colon"] / nwords,
+            k["exclaim"] / nwords,
+            k["question"] / nwords,
+            count_at(star[buf[star + 1] == 42]) / lines,
+            count_at(nl[after == 35]) / lines,
+            k["comma"] / nwords,
+        )
+    )
+
+
 def style_features(texts: Sequence[str], config: TextConfig | None = None) -> np.ndarray:
     """Dense style rates per text (columns named by ``STYLE_FEATURES``), not standardised."""
     cfg = config or TextConfig()
     out = np.zeros((len(texts), len(STYLE_FEATURES)), dtype=np.float64)
-    for start, stop in _chunks(texts, cfg):
-        n = stop - start
-        buf, rows = _encode(texts[start:stop], cfg.max_chars)
-        # every text owns a contiguous, non-empty segment (it ends with its NUL)
-        seg = np.flatnonzero(np.diff(rows, prepend=-1))
-
-        def count(mask: np.ndarray, seg: np.ndarray = seg) -> np.ndarray:
-            return np.add.reduceat(mask.astype(np.int32), seg).astype(np.float64)
-
-        nbytes = np.maximum(count(buf != 0), 1.0)
-        nl = buf == 10
-        lines = count(nl) + 1.0
-        nxt = np.append(buf[1:], 0)
-        list_start = nl & ((nxt == 45) | (nxt == 42) | _IS_DIGIT[nxt])
-        word = _IS_ALPHA[buf] | _IS_DIGIT[buf]
-        wstart = word & ~np.append(False, word[:-1])
-        nwords = np.maximum(count(wstart), 1.0)
-        full = np.fromiter((len(t) for t in texts[start:stop]), dtype=np.float64, count=n)
-        out[start:stop] = np.column_stack(
-            (
-                np.log1p(full),
-                np.log(lines),
-                count(_IS_DIGIT[buf]) / nbytes,
-                count((buf >= 65) & (buf <= 90)) / nbytes,
-                count(_PUNCT[buf]) / nbytes,
-                count(_IS_SPACE[buf] | nl) / nbytes,
-                count(buf >= 128) / nbytes,
-                count(list_start) / lines,
-                count(word) / nwords,
-                count(nl & (nxt == 10)) / lines,
-                count(buf == 58) / nwords,
-                count(buf == 33) / nwords,
-                count(buf == 63) / nwords,
-                count((buf == 42) & (nxt == 42)) / lines,
-                count(nl & (nxt == 35)) / lines,
-                count(buf == 44) / nwords,
-            )
-        )
+    for start, stop, parts in _chunk_reps(texts, ("style",), cfg):
+        out[start:stop] = parts["style"]
     return out
 
 

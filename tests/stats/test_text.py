@@ -119,3 +119,118 @@ def test_similarity_tensor_takes_the_embedding_representation() -> None:
     s1, s2 = np.array([3.0, 3.0]) / np.sqrt(18), np.array([2.0, 1.0]) / np.sqrt(5)
     np.testing.assert_allclose(sim.sims[e, 0, 1, 0], p @ ((s1 + s2) / 2))
     np.testing.assert_allclose(sim.sims[e, 1, 0, 1], 2 / np.sqrt(5))  # "zzz" vs "zzy"
+
+
+# --- the straightforward featurisation the vectorised one must equal -------------------
+
+_M64 = np.uint64(0x9E3779B97F4A7C15)
+_B = np.uint64(1_000_003)
+_BIGRAM_K = np.uint64(0xC2B2AE3D27D4EB4F)
+_PUNCT_BYTES = set(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _ref_mix(h: np.uint64) -> np.uint64:
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(31))
+        h = h * _M64
+        return h ^ (h >> np.uint64(29))
+
+
+def _ref_bytes(text: str, max_chars: int) -> bytes:
+    return text[:max_chars].replace("\x00", " ").encode("utf-8", "replace")
+
+
+def _is_word(b: int) -> bool:
+    return chr(b).isascii() and chr(b).isalnum() or b >= 128
+
+
+def _ref_poly(seq: bytes | list[int], plus_one: bool) -> np.uint64:
+    """sum_k (c_k [+ 1]) * B**k, wrapping (the word hash); Horner order for n-grams."""
+    h = np.uint64(0)
+    with np.errstate(over="ignore"):
+        if plus_one:
+            for k, c in enumerate(seq):
+                h = h + np.uint64(c + 1) * _B ** np.uint64(k)
+        else:
+            for c in seq:
+                h = h * _B + np.uint64(c)
+    return h
+
+
+def _ref_word_list(data: bytes) -> list[bytes]:
+    words, cur = [], bytearray()
+    for b in data + b"\x00":
+        if _is_word(b):
+            cur.append(b)
+        elif cur:
+            words.append(bytes(cur))
+            cur = bytearray()
+    return words
+
+
+def _ref_grams(text: str, kind: str, cfg: TextConfig) -> list[np.uint64]:
+    data = _ref_bytes(text, cfg.max_chars)
+    if kind == "word":
+        hw = [_ref_mix(_ref_poly(w.lower(), True)) for w in _ref_word_list(data)]
+        with np.errstate(over="ignore"):
+            pairs = zip(hw[:-1], hw[1:], strict=True)
+            return hw + [_ref_mix(a * _BIGRAM_K + b + np.uint64(7)) for a, b in pairs]
+    if kind == "char":
+        seq, n = list(data.lower()), cfg.char_n
+    else:  # layout: runs of letters, digits and spaces become one w, 0 or space
+        seq, n, last = [], cfg.layout_n, None
+        for b in data:
+            digit = 48 <= b <= 57
+            cls = "0" if digit else "w" if _is_word(b) else " " if b in (9, 32) else None
+            if cls is None or cls != last:
+                seq.append(ord(cls) if cls else b)
+            last = cls
+    return [_ref_mix(_ref_poly(seq[i:i + n], False)) for i in range(len(seq) - n + 1)]
+
+
+def _ref_counts(texts: Sequence[str], kind: str, cfg: TextConfig) -> np.ndarray:
+    out = np.zeros((len(texts), 1 << cfg.bits), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for h in _ref_grams(t, kind, cfg):
+            out[i, int(h >> np.uint64(64 - cfg.bits))] += 1
+    return out
+
+
+def _ref_style(text: str, cfg: TextConfig) -> list[float]:
+    d = _ref_bytes(text, cfg.max_chars)
+    nb, lines = max(len(d), 1), d.count(b"\n") + 1
+    pairs = [d[i:i + 2] for i in range(len(d))]
+    nwords = max(len(_ref_word_list(d)), 1)
+    return [np.log1p(len(text)), np.log(lines),
+            sum(b in b"0123456789" for b in d) / nb,
+            sum(65 <= b <= 90 for b in d) / nb,
+            sum(b in _PUNCT_BYTES for b in d) / nb,
+            sum(b in (9, 10, 32) for b in d) / nb,
+            sum(b >= 128 for b in d) / nb,
+            sum(p in (b"\n-", b"\n*") or p[:1] == b"\n" and p[1:].isdigit() for p in pairs) / lines,
+            sum(_is_word(b) for b in d) / nwords,
+            sum(p == b"\n\n" for p in pairs) / lines,
+            d.count(b":") / nwords, d.count(b"!") / nwords, d.count(b"?") / nwords,
+            sum(p == b"**" for p in pairs) / lines,
+            sum(p == b"\n#" for p in pairs) / lines,
+            d.count(b",") / nwords]
+
+
+VARIED = [
+    "", "x", "One", "Hello, World! 42 times?\n- a\n* b\n3. c\n\n# Title **bold** ***x***",
+    "a\x00b\x00\x00 c", "\x00", "héllo wörld: ÉTÉ 日本語のテキスト 🙂🙂!",
+    "\ud800 lone \udfff surrogates",
+    "long " * 900, "A" * 5000, "\n\n\n- \n", "tab\tseparated\tvalues\t1\t2", "**",
+    "x\n", "  leading and trailing spaces  ", "UPPER lower MiXeD 123abc abc123",
+]
+
+
+@pytest.mark.parametrize("cfg", [TextConfig(bits=12), TextConfig(bits=12, chunk_bytes=50,
+                                                                  max_chars=300)])
+def test_the_vectorised_features_equal_a_straightforward_computation(cfg: TextConfig) -> None:
+    for kind in ("word", "char", "layout"):
+        got = ngram_counts(VARIED, kind, cfg)
+        assert got.has_canonical_format and got.dtype == np.float32
+        assert np.array_equal(got.toarray(), _ref_counts(VARIED, kind, cfg)), kind
+    want = np.array([_ref_style(t, cfg) for t in VARIED])
+    assert np.allclose(style_features(VARIED, cfg), want, rtol=1e-12, atol=0)
