@@ -34,7 +34,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -60,6 +60,7 @@ ZERO = "0" * 64
 DAY = 86400.0
 GroupKey = tuple[int, int]  # (endpoint id, canary version id)
 Row = tuple[int, int, str, int, str, float]  # endpoint, version, text, seq, hash, time (s)
+Packed = tuple[int, bytes, str, int]  # a group's count, packed sums, digest and last seq
 
 
 def text_config(settings: Settings) -> TextConfig | None:
@@ -160,28 +161,22 @@ class _Sums:
             self.last[(e, v)] = max(self.last.get((e, v), 0), seq)
         return {(r[0], r[1]) for r in rows}
 
-    def merge(self, other: _Sums) -> None:
-        """Adds the sums of other answers (a shard featurised in another process)."""
-        for k, g in other.sums.groups.items():
-            if k in self.sums.groups:
-                self.sums.groups[k].merge(g, self.sums.basis.half_life)
-            else:
-                self.sums.groups[k] = g
-            self.digest[k] = _xor(self.digest.get(k, ZERO), other.digest[k])
-            self.last[k] = max(self.last.get(k, 0), other.last[k])
-
-    def packed(self) -> dict[GroupKey, tuple[int, bytes, str, int]]:
+    def packed(self) -> dict[GroupKey, Packed]:
         return {k: (g.n, g.pack(self.sums.basis), self.digest[k], self.last[k])
                 for k, g in self.sums.groups.items()}
 
-    @classmethod
-    def unpacked(cls, basis: Basis, packed: Mapping[GroupKey, tuple[int, bytes, str, int]],
-                 ) -> _Sums:
-        out = cls(basis)
+    def merge(self, packed: Mapping[GroupKey, Packed]) -> None:
+        """Adds the sums of other answers (:meth:`packed`, a shard featurised in another
+        process), one group at a time."""
+        basis = self.sums.basis
         for k, (n, data, digest, last) in packed.items():
-            out.sums.groups[k] = Group.unpack(n, data, basis)
-            out.digest[k], out.last[k] = digest, last
-        return out
+            g = Group.unpack(n, data, basis)
+            if k in self.sums.groups:
+                self.sums.groups[k].merge(g, basis.half_life)
+            else:
+                self.sums.groups[k] = g
+            self.digest[k] = _xor(self.digest.get(k, ZERO), digest)
+            self.last[k] = max(self.last.get(k, 0), last)
 
     def load(self, fs: FeatureSum) -> None:
         k = (fs.endpoint_id, fs.canary_version_id)
@@ -290,18 +285,21 @@ def _featurise_parallel(session: Session, sums: _Sums, vids: list[int], after: i
     changed: set[GroupKey] = set()
     n, last, done = 0, after, 0
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for k, got, packed in pool.map(_shard, jobs):
-            part = _Sums.unpacked(sums.sums.basis, packed)
-            sums.merge(part)
+        # merged as each shard ends (the sums add in any order), so that at most about one
+        # shard's sums wait in memory, not every shard that ended before a slower one
+        for future in as_completed([pool.submit(_shard, job) for job in jobs]):
+            k, got, packed = future.result()
+            sums.merge(packed)
             changed |= set(packed)
             n, last, done = n + k, max(last, got), done + 1
+            del future, packed
             if progress:
                 progress((upto - after) * done // shards, upto - after)
     return changed, n, last
 
 
 def _shard(job: tuple[str, bytes, list[int], int, int],
-           ) -> tuple[int, int, dict[GroupKey, tuple[int, bytes, str, int]]]:
+           ) -> tuple[int, int, dict[GroupKey, Packed]]:
     """In a worker process: the sums of the answers with ``lo < seq <= hi``."""
     url, basis, vids, lo, hi = job
     sums, n, last = _Sums(Basis.from_bytes(basis)), 0, lo
