@@ -28,25 +28,35 @@ def _fmt(x: float | None, spec: str = ".2g") -> str:
 def verdict_table(verdicts: list[Verdict], names: dict[int, str], alpha: float) -> Table:
     protected = sorted({names[v.protected_id] for v in verdicts})
     one = len(protected) == 1
+    rows = [_row(v, names, one, alpha) for v in verdicts]
     columns = ["suspect", *([] if one else ["protected"]), "p", "q", "e", "effect (CI)", "n",
                "verdict"]
-    table = Table(*(Column(c, no_wrap=True) for c in columns), box=box.SIMPLE_HEAD,
+    # in a narrow terminal the words wrap (a name stays whole); the numbers keep their
+    # width (an 80-column terminal once showed p as "7…")
+    names_width = max(len(n) for n in names.values())
+    longest_word = max([len(w) for r in rows for w in r[-1].split()] or [0])
+    table = Table(*(Column(c, min_width=longest_word) if c == "verdict" else
+                    Column(c, min_width=names_width) if c in ("suspect", "protected") else
+                    Column(c, no_wrap=True, min_width=max([len(c)] + [len(r[i]) for r in rows]))
+                    for i, c in enumerate(columns)), box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True,
                   title=f"Verdicts against {protected[0]}" if one else "Verdicts", caption=(
                       f"p: model-level p-value; q: after FDR control across suspects; "
                       f"DERIVED when q <= {alpha:g}. e: anytime-valid monitoring e-value "
                       f"(alarm at {1 / alpha:g}). effect: control SDs above the controls. "
                       "n: canaries. Suggestive: p <= alpha but not after FDR."))
-    for v in verdicts:
-        ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
-        style = "bold red" if v.significant else None
-        row = [names[v.suspect_id] + (f" ({v.segment})" if v.segment else "")]
-        if not one:
-            row.append(names[v.protected_id])
-        row += [_fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value), ci, str(v.n_canaries),
-                plain_words(v, alpha)]
-        table.add_row(*row, style=style)
+    for v, row in zip(verdicts, rows, strict=True):
+        table.add_row(*row, style="bold red" if v.significant else None)
     return table
+
+
+def _row(v: Verdict, names: dict[int, str], one: bool, alpha: float) -> list[str]:
+    ci = f"{_fmt(v.effect, '.1f')} ({_fmt(v.effect_low, '.1f')}..{_fmt(v.effect_high, '.1f')})"
+    row = [names[v.suspect_id] + (f" ({v.segment})" if v.segment else "")]
+    if not one:
+        row.append(names[v.protected_id])
+    return row + [_fmt(v.p_value), _fmt(v.q_value), _fmt(v.e_value), ci, str(v.n_canaries),
+                  plain_words(v, alpha)]
 
 
 def verdict_json(v: Verdict, names: dict[int, str]) -> dict[str, object]:
