@@ -188,29 +188,19 @@ def _child(url: str, full: bool) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _pg_database(url: str, create: bool) -> None:
-    """Drops the database of ``url`` (and creates it afresh, with ``create``)."""
+def _pg_database(url: str, *, drop: bool, create: bool) -> None:
+    """Drops the database of ``url`` (with ``drop``), and creates it if it is missing
+    (with ``create``)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
     engine = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with engine.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
-        if create:
-            c.execute(text(f'CREATE DATABASE "{u.database}"'))
-    engine.dispose()
-
-
-def _pg_create_missing(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    engine = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        if c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                    {"d": u.database}) is None:
+        if drop:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
+        if create and c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                               {"d": u.database}) is None:
             c.execute(text(f'CREATE DATABASE "{u.database}"'))
     engine.dispose()
 
@@ -237,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(int(x) for x in args.history.split(","))
     if args.db == "postgresql":
         url = args.pg_url
-        if not args.keep:
-            _pg_database(url, create=True)
-        else:
-            _pg_create_missing(url)
+        _pg_database(url, drop=not args.keep, create=True)
     else:
         url = f"sqlite:///{args.sqlite_path}"
         if not args.keep:
@@ -284,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             if args.db == "postgresql":
-                _pg_database(url, create=False)
+                _pg_database(url, drop=True, create=False)
             else:
                 args.sqlite_path.unlink(missing_ok=True)
     return 0
