@@ -277,8 +277,8 @@ def _featurise_parallel(session: Session, sums: _Sums, vids: list[int], after: i
     url = session.get_bind().engine.url.render_as_string(hide_password=False)
     shards = 4 * workers  # smaller shards even out a slower process and show progress
     cuts = [after + (upto - after) * i // shards for i in range(shards + 1)]
-    jobs = [(url, sums.sums.basis.to_bytes(), vids, lo, hi)
-            for lo, hi in itertools.pairwise(cuts)]
+    basis = sums.sums.basis.to_bytes()  # serialised once for every shard
+    jobs = [(url, basis, vids, lo, hi) for lo, hi in itertools.pairwise(cuts)]
     log.info("featurising in parallel", extra={
         "event": "features_parallel", "workers": workers, "shards": shards,
         "after_seq": after, "upto_seq": upto})
